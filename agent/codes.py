@@ -1,0 +1,69 @@
+"""Finding codes: a stable contract.
+
+They appear as the ``code`` label of ``kubelet_cert_agent_finding`` and in the JSON
+status, so alert rules and dashboards depend on them. Never rename one; add new ones.
+``DESCRIPTIONS`` is the one-line meaning used by the README and ``--help``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Certificate files (issue: inventory and checks)
+CERT_EXPIRED: Final = "CERT_EXPIRED"
+CERT_NOT_YET_VALID: Final = "CERT_NOT_YET_VALID"
+CERT_EXPIRING_SOON: Final = "CERT_EXPIRING_SOON"
+ROTATION_OVERDUE: Final = "ROTATION_OVERDUE"
+ROTATION_DISABLED: Final = "ROTATION_DISABLED"
+SERVER_CERT_SELF_SIGNED: Final = "SERVER_CERT_SELF_SIGNED"
+SERVER_CERT_MISSING: Final = "SERVER_CERT_MISSING"
+CLIENT_CERT_MISSING: Final = "CLIENT_CERT_MISSING"
+SYMLINK_BROKEN: Final = "SYMLINK_BROKEN"
+CURRENT_NOT_SYMLINK: Final = "CURRENT_NOT_SYMLINK"
+CERT_UNREADABLE: Final = "CERT_UNREADABLE"
+KEY_MISMATCH: Final = "KEY_MISMATCH"
+IDENTITY_MISMATCH: Final = "IDENTITY_MISMATCH"
+UNTRUSTED_ISSUER: Final = "UNTRUSTED_ISSUER"
+KUBELET_CONFIG_UNREADABLE: Final = "KUBELET_CONFIG_UNREADABLE"
+
+# API server (issue: serving CSRs and API server acceptance)
+SERVING_CSR_PENDING: Final = "SERVING_CSR_PENDING"
+SERVING_CSR_SUSPICIOUS: Final = "SERVING_CSR_SUSPICIOUS"
+SERVING_CSR_DENIED: Final = "SERVING_CSR_DENIED"
+SERVING_CSR_FAILED: Final = "SERVING_CSR_FAILED"
+SERVING_CSR_NOT_ISSUED: Final = "SERVING_CSR_NOT_ISSUED"
+APISERVER_AUTH_FAILED: Final = "APISERVER_AUTH_FAILED"
+APISERVER_FORBIDDEN: Final = "APISERVER_FORBIDDEN"
+APISERVER_UNREACHABLE: Final = "APISERVER_UNREACHABLE"
+APISERVER_IDENTITY_MISMATCH: Final = "APISERVER_IDENTITY_MISMATCH"
+APISERVER_NOT_CONFIGURED: Final = "APISERVER_NOT_CONFIGURED"
+
+DESCRIPTIONS: Final[dict[str, str]] = {
+    CERT_EXPIRED: "a live certificate is past notAfter",
+    CERT_NOT_YET_VALID: "a live certificate's notBefore is in the future (clock skew)",
+    CERT_EXPIRING_SOON: "little lifetime left (warning/critical thresholds are flags)",
+    ROTATION_OVERDUE: "past 90 % of the lifetime and the kubelet still uses the same certificate",
+    ROTATION_DISABLED: "rotateCertificates is false: the client certificate will not be renewed",
+    SERVER_CERT_SELF_SIGNED: "the kubelet serves its self-signed fallback the API server cannot verify",
+    SERVER_CERT_MISSING: "serverTLSBootstrap is on but there is no serving certificate",
+    CLIENT_CERT_MISSING: "no kubelet client certificate",
+    SYMLINK_BROKEN: "a -current.pem link is dangling, loops or points at a non-regular file",
+    CURRENT_NOT_SYMLINK: "a -current.pem is a regular file: the kubelet refuses to rotate it",
+    CERT_UNREADABLE: "a certificate file is empty, truncated, garbage, too large or not readable",
+    KEY_MISMATCH: "the private key does not belong to the certificate",
+    IDENTITY_MISMATCH: "subject or SANs do not name this node",
+    UNTRUSTED_ISSUER: "the certificate does not chain to a known trust anchor",
+    KUBELET_CONFIG_UNREADABLE: "the kubelet config file could not be read or parsed",
+    SERVING_CSR_PENDING: "this node's serving CSR waits for approval",
+    SERVING_CSR_SUSPICIOUS: "a serving CSR's subject or SANs do not match this node",
+    SERVING_CSR_DENIED: "this node's newest serving CSR was denied",
+    SERVING_CSR_FAILED: "the signer refused this node's serving CSR",
+    SERVING_CSR_NOT_ISSUED: "approved serving CSR without a certificate: no signer is running",
+    APISERVER_AUTH_FAILED: "the API server rejects the node's credentials (401)",
+    APISERVER_FORBIDDEN: "the API server forbids reading CSRs (403)",
+    APISERVER_UNREACHABLE: "the API server cannot be reached; CSR data is stale",
+    APISERVER_IDENTITY_MISMATCH: "the API server does not see this node as system:node:<node>",
+    APISERVER_NOT_CONFIGURED: "no kubeconfig or token found for the API server checks",
+}
+
+ALL: Final[frozenset[str]] = frozenset(DESCRIPTIONS)

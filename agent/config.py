@@ -1,0 +1,202 @@
+"""Command-line flags shared by ``check`` and ``run``, and the settings they produce.
+
+One place defines every flag (so ``check`` and ``run`` agree, and the packaged
+``/etc/default/kubelet-cert-agent`` can document them all). Parsing turns the
+argparse namespace into frozen settings; nothing here touches the filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from agent.model import Policy
+
+DEFAULT_CERT_DIR = "/var/lib/kubelet/pki"
+DEFAULT_KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+DEFAULT_KUBECONFIGS = (
+    "/etc/kubernetes/kubelet.conf",
+    "/etc/kubernetes/kubelet.kubeconfig",
+    "/var/lib/kubelet/kubeconfig",
+)
+DEFAULT_LISTEN = "127.0.0.1:9731"
+MAX_FILE_BYTES = 1 << 20  # read at most 1 MiB of any input file
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where the local inputs live."""
+
+    cert_dir: Path = Path(DEFAULT_CERT_DIR)
+    kubelet_config: Path | None = Path(DEFAULT_KUBELET_CONFIG)
+    ca_files: tuple[Path, ...] = ()
+    watch_paths: tuple[Path, ...] = ()
+    node_name: str = ""
+    max_file_bytes: int = MAX_FILE_BYTES
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """How to reach the API server (issue: serving CSRs)."""
+
+    offline: bool = False
+    kubeconfig: Path | None = None  # None: try DEFAULT_KUBECONFIGS in order
+    server: str | None = None  # overrides the kubeconfig's server
+    token_file: Path | None = None
+    api_ca_file: Path | None = None
+    insecure: bool = False
+    csr_interval: float = 60.0
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """Only for ``run``."""
+
+    listen: str = DEFAULT_LISTEN
+    textfile_dir: Path | None = None
+    poll: float | None = None  # seconds; None = inotify
+    settle: float = 2.0
+    log_format: str = "json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    sources: SourceSettings
+    api: ApiSettings
+    policy: Policy
+    daemon: DaemonSettings
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1: {text!r}")
+    return value
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("local inputs")
+    g.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, metavar="DIR",
+                   help="the kubelet's --cert-dir (default: %(default)s; binary installs "
+                        "often use /etc/kubernetes/cert)")
+    g.add_argument("--kubelet-config", default=DEFAULT_KUBELET_CONFIG, metavar="FILE",
+                   help="the kubelet's --config file; optional, read for serverTLSBootstrap, "
+                        "rotateCertificates, tlsCertFile and clientCAFile (default: %(default)s)")
+    g.add_argument("--ca-file", action="append", default=[], metavar="FILE",
+                   help="a trusted cluster CA bundle (repeatable); clientCAFile is added "
+                        "automatically. Without any, UNTRUSTED_ISSUER is not evaluated")
+    g.add_argument("--watch", action="append", default=[], metavar="PATH",
+                   help="extra certificate file or directory (non-recursive) to check for "
+                        "expiry and readability, e.g. /etc/kubernetes/pki (repeatable)")
+    g.add_argument("--node-name", default=None, metavar="NAME",
+                   help="this node's name as the API server knows it (default: the host name)")
+
+
+def add_policy_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("thresholds")
+    g.add_argument("--critical-days", type=_positive_float, default=7.0, metavar="DAYS",
+                   help="CERT_EXPIRING_SOON is critical below min(DAYS, --critical-fraction "
+                        "of the lifetime) left (default: %(default)s)")
+    g.add_argument("--critical-fraction", type=_fraction, default=0.05, metavar="F",
+                   help="(default: %(default)s)")
+    g.add_argument("--warning-days", type=_positive_float, default=30.0, metavar="DAYS",
+                   help="CERT_EXPIRING_SOON is a warning below min(DAYS, --warning-fraction "
+                        "of the lifetime) left (default: %(default)s)")
+    g.add_argument("--warning-fraction", type=_fraction, default=0.20, metavar="F",
+                   help="(default: %(default)s)")
+    g.add_argument("--csr-stale-after", type=_positive_float, default=600.0, metavar="SECONDS",
+                   help="a serving CSR Pending longer than this raises SERVING_CSR_PENDING "
+                        "(default: %(default)s)")
+    g.add_argument("--issue-timeout", type=_positive_float, default=300.0, metavar="SECONDS",
+                   help="an approved CSR without a certificate after this raises "
+                        "SERVING_CSR_NOT_ISSUED (default: %(default)s)")
+
+
+def add_api_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("API server")
+    g.add_argument("--offline", action="store_true",
+                   help="do not contact the API server (file checks only)")
+    g.add_argument("--kubeconfig", default=None, metavar="FILE",
+                   help="kubeconfig to use (default: the kubelet's own: "
+                        + ", then ".join(DEFAULT_KUBECONFIGS) + ")")
+    g.add_argument("--server", default=None, metavar="URL",
+                   help="API server URL, overriding the kubeconfig's")
+    g.add_argument("--token-file", default=None, metavar="FILE",
+                   help="bearer token file for a dedicated identity (see packaging/kubernetes/rbac.yaml)")
+    g.add_argument("--api-ca-file", default=None, metavar="FILE",
+                   help="CA bundle to verify the API server, overriding the kubeconfig's")
+    g.add_argument("--insecure", action="store_true",
+                   help="allow insecure-skip-tls-verify in the kubeconfig (not recommended)")
+    g.add_argument("--csr-interval", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="re-list period when watching is refused (default: %(default)s)")
+
+
+def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("daemon")
+    g.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                   help="address for /metrics, /healthz and /status (default: %(default)s)")
+    g.add_argument("--textfile-dir", default=None, metavar="DIR",
+                   help="write kubelet_cert_agent.prom here for node_exporter's textfile "
+                        "collector (e.g. /var/lib/prometheus/node-exporter)")
+    g.add_argument("--poll", type=_positive_float, default=None, metavar="SECONDS",
+                   help="poll instead of inotify (filesystems without inotify)")
+    g.add_argument("--settle", type=_positive_float, default=2.0, metavar="SECONDS",
+                   help="a bad verdict about a file that just changed is published only after "
+                        "it held this long (the kubelet's swap is not atomic) (default: %(default)s)")
+    g.add_argument("--log-format", choices=("json", "console"), default="json",
+                   help="event log format on stdout (default: %(default)s)")
+
+
+def _opt_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def settings_from_args(ns: argparse.Namespace) -> Settings:
+    """Turn parsed flags into settings. Missing groups fall back to defaults."""
+    sources = SourceSettings(
+        cert_dir=Path(ns.cert_dir),
+        kubelet_config=_opt_path(ns.kubelet_config),
+        ca_files=tuple(Path(p) for p in ns.ca_file),
+        watch_paths=tuple(Path(p) for p in ns.watch),
+        node_name=ns.node_name or socket.gethostname(),
+    )
+    policy = Policy(
+        critical_days=getattr(ns, "critical_days", 7.0),
+        critical_fraction=getattr(ns, "critical_fraction", 0.05),
+        warning_days=getattr(ns, "warning_days", 30.0),
+        warning_fraction=getattr(ns, "warning_fraction", 0.20),
+        csr_stale_after=timedelta(seconds=getattr(ns, "csr_stale_after", 600.0)),
+        issue_timeout=timedelta(seconds=getattr(ns, "issue_timeout", 300.0)),
+    )
+    api = ApiSettings(
+        offline=getattr(ns, "offline", False),
+        kubeconfig=_opt_path(getattr(ns, "kubeconfig", None)),
+        server=getattr(ns, "server", None),
+        token_file=_opt_path(getattr(ns, "token_file", None)),
+        api_ca_file=_opt_path(getattr(ns, "api_ca_file", None)),
+        insecure=getattr(ns, "insecure", False),
+        csr_interval=getattr(ns, "csr_interval", 60.0),
+    )
+    daemon = DaemonSettings(
+        listen=getattr(ns, "listen", DEFAULT_LISTEN),
+        textfile_dir=_opt_path(getattr(ns, "textfile_dir", None)),
+        poll=getattr(ns, "poll", None),
+        settle=getattr(ns, "settle", 2.0),
+        log_format=getattr(ns, "log_format", "json"),
+    )
+    return Settings(sources=sources, api=api, policy=policy, daemon=daemon)

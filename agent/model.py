@@ -1,0 +1,312 @@
+"""Plain immutable data that flows from the sources to the checks and the sinks.
+
+Nothing here does I/O or reads the clock. Every instant is a timezone-aware UTC
+``datetime``; every path is a ``str`` (absolute, as the agent saw it) so that a
+snapshot can be rendered to JSON and metric labels without conversion.
+
+A snapshot never holds private-key bytes: a key is reduced to the SHA-256 of its
+*public* key (``spki_sha256``) at parse time, which is all that matching needs.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+# The kubelet draws its rotation deadline uniformly in [nb + 0.7 T, nb + 0.9 T]
+# (client-go util/certificate, nextRotationDeadline).
+ROTATION_WINDOW_START = 0.7
+ROTATION_WINDOW_END = 0.9
+
+
+class Severity(enum.IntEnum):
+    """How bad a finding is; ordered so that ``max()`` gives the worst."""
+
+    INFO = 0
+    WARNING = 1
+    CRITICAL = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Status(enum.IntEnum):
+    """Overall verdict; the value is the Nagios plugin exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+class Role(str, enum.Enum):
+    """What a certificate is for, from the kubelet's point of view."""
+
+    CLIENT = "client"  # <cert-dir>/kubelet-client-current.pem
+    SERVER = "server"  # <cert-dir>/kubelet-server-current.pem
+    SELF_SIGNED = "kubelet-crt"  # <cert-dir>/kubelet.crt, the self-signed fallback
+    TLS_CERT_FILE = "tls-cert-file"  # tlsCertFile from the kubelet config
+    TRUST_ANCHOR = "ca"  # clientCAFile / --ca-file
+    WATCHED = "watched"  # --watch PATH (e.g. control-plane PKI)
+
+
+class LinkProblem(str, enum.Enum):
+    """What is wrong with a ``kubelet-<role>-current.pem`` entry."""
+
+    MISSING = "missing"  # no entry at all
+    DANGLING = "dangling"  # symlink whose target does not exist
+    LOOP = "loop"  # symlink loop (ELOOP)
+    NOT_A_LINK = "not-a-link"  # a regular file: the kubelet refuses to rotate it
+    NOT_REGULAR = "not-regular"  # target is a FIFO, device, socket or directory
+
+
+class ReadProblem(str, enum.Enum):
+    """Why a certificate file could not be used. Values are stable (metric labels)."""
+
+    NOT_FOUND = "not-found"
+    PERMISSION_DENIED = "permission-denied"
+    NOT_REGULAR = "not-regular"
+    EMPTY = "empty"
+    TOO_LARGE = "too-large"
+    TRUNCATED = "truncated"  # a PEM block that starts but never ends
+    GARBAGE = "garbage"  # neither PEM nor DER
+    NO_CERTIFICATE = "no-certificate"  # valid PEM/DER but no certificate (e.g. only a key)
+    BAD_CERTIFICATE = "bad-certificate"  # a CERTIFICATE block cryptography rejects
+    CHANGED_DURING_READ = "changed-during-read"
+    IO_ERROR = "io-error"
+
+
+class KeyMatch(str, enum.Enum):
+    MATCH = "match"
+    MISMATCH = "mismatch"
+    ABSENT = "absent"  # no key found where one was expected / nothing to compare
+    UNREADABLE = "unreadable"  # a key was present but could not be parsed
+
+
+@dataclass(frozen=True)
+class ReadError:
+    problem: ReadProblem
+    detail: str  # one line for an operator; never contains file contents
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    """One parsed X.509 certificate."""
+
+    subject: str  # RFC 4514
+    issuer: str  # RFC 4514
+    serial: str  # lowercase hex, no leading 0x
+    fingerprint_sha256: str  # lowercase hex
+    not_before: datetime
+    not_after: datetime
+    subject_cn: str | None = None
+    subject_orgs: tuple[str, ...] = ()
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    other_sans: tuple[str, ...] = ()  # "email:x", "URI:y"
+    key_usage: tuple[str, ...] = ()  # e.g. "digital_signature"
+    ext_key_usage: tuple[str, ...] = ()  # e.g. "serverAuth", "clientAuth"
+    key_algorithm: str = ""  # e.g. "EC P-256", "RSA 2048"
+    spki_sha256: str = ""  # SHA-256 of the SubjectPublicKeyInfo DER
+    is_ca: bool = False
+    self_issued: bool = False  # issuer == subject and its own key verifies it
+
+    @property
+    def lifetime(self) -> timedelta:
+        return self.not_after - self.not_before
+
+    @property
+    def rotation_window_start(self) -> datetime:
+        return self.not_before + self.lifetime * ROTATION_WINDOW_START
+
+    @property
+    def rotation_window_end(self) -> datetime:
+        return self.not_before + self.lifetime * ROTATION_WINDOW_END
+
+    @property
+    def sans(self) -> tuple[str, ...]:
+        return (
+            tuple(f"DNS:{n}" for n in self.dns_names)
+            + tuple(f"IP:{a}" for a in self.ip_addresses)
+            + self.other_sans
+        )
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """A ``kubelet-<role>-current.pem`` entry as found on disk."""
+
+    path: str
+    is_symlink: bool
+    target: str | None = None  # raw readlink(), absolute or relative
+    resolved: str | None = None  # the final regular file, if any
+    problem: LinkProblem | None = None
+
+
+@dataclass(frozen=True)
+class CertFile:
+    """A certificate file the agent evaluates, with everything known about it."""
+
+    role: Role
+    path: str  # as configured (for links: the link path)
+    target: str | None = None  # resolved file actually read
+    link: LinkState | None = None
+    size: int | None = None
+    read_error: ReadError | None = None
+    chain: tuple[CertInfo, ...] = ()  # every certificate in the file, file order
+    leaf: CertInfo | None = None  # the end-entity certificate (chain[0] normally)
+    key_path: str | None = None  # where the key was looked for, if not in the file
+    key_match: KeyMatch = KeyMatch.ABSENT
+    key_error: ReadError | None = None
+    trusted: bool | None = None  # None: no trust anchor known
+    self_signed: bool = False  # in the kubelet's sense (see domain notes)
+    stale_since: datetime | None = None  # last good data kept after a read failure
+
+
+@dataclass(frozen=True)
+class RoleHistory:
+    """Timestamped generations ``kubelet-<role>-<YYYY-MM-DD-HH-MM-SS>.pem``."""
+
+    role: Role
+    count: int
+    total_bytes: int
+    oldest: str | None = None  # timestamp part of the file name
+    newest: str | None = None
+    previous_path: str | None = None  # the generation before the current one
+    previous: CertInfo | None = None
+
+
+@dataclass(frozen=True)
+class KubeletConfigInfo:
+    path: str | None
+    present: bool = False
+    error: ReadError | None = None
+    server_tls_bootstrap: bool | None = None
+    rotate_certificates: bool | None = None
+    tls_cert_file: str | None = None
+    tls_private_key_file: str | None = None
+    client_ca_file: str | None = None
+
+
+class CsrState(str, enum.Enum):
+    PENDING = "Pending"
+    APPROVED = "Approved"  # approved, no certificate yet
+    ISSUED = "Issued"  # approved and status.certificate present
+    DENIED = "Denied"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class CsrInfo:
+    """One of this node's ``kubernetes.io/kubelet-serving`` CSRs."""
+
+    name: str
+    created: datetime
+    state: CsrState
+    username: str
+    signer: str
+    state_since: datetime | None = None  # lastUpdateTime/lastTransitionTime of the condition
+    reason: str = ""  # condition reason/message for Denied/Failed
+    request_subject: str | None = None
+    request_dns_names: tuple[str, ...] = ()
+    request_ip_addresses: tuple[str, ...] = ()
+    request_other_sans: tuple[str, ...] = ()
+    request_error: str | None = None  # spec.request could not be decoded
+
+
+class ApiProblem(str, enum.Enum):
+    AUTH_FAILED = "auth-failed"  # 401
+    FORBIDDEN = "forbidden"  # 403
+    UNREACHABLE = "unreachable"  # connect/TLS/timeout/5xx/garbage
+    RATE_LIMITED = "rate-limited"  # 429
+    NOT_CONFIGURED = "not-configured"  # no kubeconfig/credentials found
+    BAD_RESPONSE = "bad-response"  # malformed JSON, unexpected shape
+
+
+@dataclass(frozen=True)
+class ApiError:
+    problem: ApiProblem
+    detail: str  # never headers, tokens or keys
+    status_code: int | None = None
+    consecutive_failures: int = 1
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """What the API server last told the agent about this node."""
+
+    server: str  # URL of the API server
+    last_success: datetime | None = None
+    csrs: tuple[CsrInfo, ...] = ()  # this node's serving CSRs only
+    error: ApiError | None = None  # the current failure, if the last attempt failed
+    identity_username: str | None = None  # from SelfSubjectReview
+    identity_groups: tuple[str, ...] = ()
+    requests_by_outcome: tuple[tuple[str, int], ...] = ()  # cumulative counters
+
+    @property
+    def stale(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the sources saw at one instant. Checks read only this."""
+
+    taken_at: datetime
+    node_name: str
+    cert_dir: str
+    kubelet_config: KubeletConfigInfo
+    certs: tuple[CertFile, ...] = ()  # client, server, kubelet.crt, tlsCertFile, watched
+    anchors: tuple[CertFile, ...] = ()  # trust anchors (clientCAFile, --ca-file)
+    history: tuple[RoleHistory, ...] = ()
+    updated_links: tuple[str, ...] = ()  # transient -updated.pem links (swap in progress)
+    api: ApiState | None = None  # None: offline / not asked
+
+    def cert(self, role: Role) -> CertFile | None:
+        """The first certificate file with this role, if any."""
+        for c in self.certs:
+            if c.role is role:
+                return c
+        return None
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str  # from agent.codes: a stable contract
+    severity: Severity
+    message: str  # one line: what is wrong and what to do
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Thresholds for the checks (all configurable from the command line)."""
+
+    critical_days: float = 7.0
+    critical_fraction: float = 0.05
+    warning_days: float = 30.0
+    warning_fraction: float = 0.20
+    csr_stale_after: timedelta = timedelta(minutes=10)
+    issue_timeout: timedelta = timedelta(minutes=5)
+    api_failures_before_unreachable: int = 3
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A snapshot judged at an instant."""
+
+    snapshot: Snapshot
+    now: datetime
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+    @property
+    def status(self) -> Status:
+        worst = max((f.severity for f in self.findings), default=Severity.INFO)
+        if worst is Severity.CRITICAL:
+            return Status.CRITICAL
+        if worst is Severity.WARNING:
+            return Status.WARNING
+        return Status.OK
