@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args))
     except KeyboardInterrupt:
         return int(Status.UNKNOWN)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: UNKNOWN, not a traceback
+    except Exception as exc:  # the last line of defence: UNKNOWN, not a traceback
         print(f"UNKNOWN: kubelet-cert-agent {args.command} failed: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return int(Status.UNKNOWN)

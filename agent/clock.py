@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 Clock = Callable[[], datetime]
 Monotonic = Callable[[], float]
@@ -16,7 +16,7 @@ Monotonic = Callable[[], float]
 
 def utcnow() -> datetime:
     """The current instant, UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def monotonic() -> float:

@@ -44,7 +44,9 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     CERT_EXPIRING_SOON: "little lifetime left (warning/critical thresholds are flags)",
     ROTATION_OVERDUE: "past 90 % of the lifetime and the kubelet still uses the same certificate",
     ROTATION_DISABLED: "rotateCertificates is false: the client certificate will not be renewed",
-    SERVER_CERT_SELF_SIGNED: "the kubelet serves its self-signed fallback the API server cannot verify",
+    SERVER_CERT_SELF_SIGNED: (
+        "the kubelet serves its self-signed fallback the API server cannot verify"
+    ),
     SERVER_CERT_MISSING: "serverTLSBootstrap is on but there is no serving certificate",
     CLIENT_CERT_MISSING: "no kubelet client certificate",
     SYMLINK_BROKEN: "a -current.pem link is dangling, loops or points at a non-regular file",

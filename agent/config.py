@@ -137,7 +137,8 @@ def add_api_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--server", default=None, metavar="URL",
                    help="API server URL, overriding the kubeconfig's")
     g.add_argument("--token-file", default=None, metavar="FILE",
-                   help="bearer token file for a dedicated identity (see packaging/kubernetes/rbac.yaml)")
+                   help="bearer token file for a dedicated identity "
+                        "(see packaging/kubernetes/rbac.yaml)")
     g.add_argument("--api-ca-file", default=None, metavar="FILE",
                    help="CA bundle to verify the API server, overriding the kubeconfig's")
     g.add_argument("--insecure", action="store_true",
@@ -157,7 +158,8 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
                    help="poll instead of inotify (filesystems without inotify)")
     g.add_argument("--settle", type=_positive_float, default=2.0, metavar="SECONDS",
                    help="a bad verdict about a file that just changed is published only after "
-                        "it held this long (the kubelet's swap is not atomic) (default: %(default)s)")
+                        "it held this long (the kubelet's swap is not atomic) "
+                        "(default: %(default)s)")
     g.add_argument("--log-format", choices=("json", "console"), default="json",
                    help="event log format on stdout (default: %(default)s)")
 

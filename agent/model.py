@@ -41,7 +41,7 @@ class Status(enum.IntEnum):
     UNKNOWN = 3
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """What a certificate is for, from the kubelet's point of view."""
 
     CLIENT = "client"  # <cert-dir>/kubelet-client-current.pem
@@ -52,7 +52,7 @@ class Role(str, enum.Enum):
     WATCHED = "watched"  # --watch PATH (e.g. control-plane PKI)
 
 
-class LinkProblem(str, enum.Enum):
+class LinkProblem(enum.StrEnum):
     """What is wrong with a ``kubelet-<role>-current.pem`` entry."""
 
     MISSING = "missing"  # no entry at all
@@ -62,7 +62,7 @@ class LinkProblem(str, enum.Enum):
     NOT_REGULAR = "not-regular"  # target is a FIFO, device, socket or directory
 
 
-class ReadProblem(str, enum.Enum):
+class ReadProblem(enum.StrEnum):
     """Why a certificate file could not be used. Values are stable (metric labels)."""
 
     NOT_FOUND = "not-found"
@@ -78,7 +78,7 @@ class ReadProblem(str, enum.Enum):
     IO_ERROR = "io-error"
 
 
-class KeyMatch(str, enum.Enum):
+class KeyMatch(enum.StrEnum):
     MATCH = "match"
     MISMATCH = "mismatch"
     ABSENT = "absent"  # no key found where one was expected / nothing to compare
@@ -190,7 +190,7 @@ class KubeletConfigInfo:
     client_ca_file: str | None = None
 
 
-class CsrState(str, enum.Enum):
+class CsrState(enum.StrEnum):
     PENDING = "Pending"
     APPROVED = "Approved"  # approved, no certificate yet
     ISSUED = "Issued"  # approved and status.certificate present
@@ -216,7 +216,7 @@ class CsrInfo:
     request_error: str | None = None  # spec.request could not be decoded
 
 
-class ApiProblem(str, enum.Enum):
+class ApiProblem(enum.StrEnum):
     AUTH_FAILED = "auth-failed"  # 401
     FORBIDDEN = "forbidden"  # 403
     UNREACHABLE = "unreachable"  # connect/TLS/timeout/5xx/garbage
