@@ -310,3 +310,25 @@ class Evaluation:
         if worst is Severity.WARNING:
             return Status.WARNING
         return Status.OK
+
+
+@dataclass(frozen=True)
+class AgentStats:
+    """The daemon's own counters, rendered as ``kubelet_cert_agent_*`` internals."""
+
+    started_at: datetime | None = None
+    evaluations_total: int = 0
+    last_evaluation: datetime | None = None
+    last_evaluation_duration_seconds: float = 0.0
+    read_errors_total: tuple[tuple[str, int], ...] = ()  # (ReadProblem value, count)
+    fs_events_total: int = 0
+    rotations_total: tuple[tuple[str, int], ...] = ()  # (Role value, count)
+    textfile_errors_total: int = 0
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """What a scrape renders: the published evaluation and the daemon's counters."""
+
+    evaluation: Evaluation
+    stats: AgentStats = field(default_factory=AgentStats)
