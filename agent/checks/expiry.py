@@ -1,0 +1,115 @@
+"""Validity of live certificates: CERT_EXPIRED, CERT_NOT_YET_VALID, CERT_EXPIRING_SOON.
+
+Live certificates are those :func:`agent.checks.common.judged_certs` yields (never the
+timestamped history, never a serving file the kubelet does not serve). A stale file
+(unreadable now, last good leaf kept) is still judged on that leaf.
+
+Thresholds scale with the lifetime so short-lived certificates are judged fairly:
+critical from ``min(critical_days, critical_fraction * lifetime)`` left, warning from
+``min(warning_days, warning_fraction * lifetime)`` left (both inclusive, see common).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from agent import codes
+from agent.checks.common import (
+    ROLE_NAMES,
+    duration,
+    iso,
+    judged_certs,
+    rotation_managed,
+)
+from agent.model import CertFile, CertInfo, Finding, Policy, Role, Severity, Snapshot
+
+CSR_HINT = ("approve this node's newest kubelet-serving CSR (`kubectl get csr`, "
+            "`kubectl certificate approve <name>`)")
+
+
+def thresholds(leaf: CertInfo, policy: Policy) -> tuple[timedelta, timedelta]:
+    """(critical, warning): how much lifetime left makes the certificate a finding."""
+    lifetime = max(leaf.lifetime, timedelta(0))
+    critical = min(timedelta(days=policy.critical_days), lifetime * policy.critical_fraction)
+    warning = min(timedelta(days=policy.warning_days), lifetime * policy.warning_fraction)
+    return critical, warning
+
+
+STATIC_HINTS = {
+    Role.SELF_SIGNED: ("the kubelet never renews it: delete kubelet.crt and kubelet.key and "
+                       "restart the kubelet, or better set serverTLSBootstrap: true"),
+    Role.TLS_CERT_FILE: ("renew tlsCertFile (set in {config}) from the cluster CA and restart "
+                         "the kubelet"),
+    Role.TRUST_ANCHOR: "rotate the CA: every certificate it signs stops verifying when it expires",
+    Role.WATCHED: "renew it (kubeadm control plane: `kubeadm certs renew all`)",
+}
+
+
+def _client_hint(snapshot: Snapshot, cf: CertFile, expired: bool, config: str) -> str:
+    if expired:
+        return ("the kubelet can no longer authenticate and the node goes NotReady: re-join "
+                "it with a fresh bootstrap token (`kubeadm token create --print-join-command`)")
+    if rotation_managed(snapshot, cf):
+        return ("the kubelet should renew it before then: check `journalctl -u kubelet` for "
+                "\"certificate request was not signed\" and `kubectl get csr`")
+    return (f"rotateCertificates is false: set rotateCertificates: true in {config} and "
+            "restart the kubelet, or renew it by hand")
+
+
+def _hint(snapshot: Snapshot, cf: CertFile, expired: bool) -> str:
+    """What the operator should do about this file, by role."""
+    config = snapshot.kubelet_config.path or "the kubelet config"
+    if cf.role is Role.CLIENT:
+        return _client_hint(snapshot, cf, expired, config)
+    if cf.role is Role.SERVER:
+        prefix = "`kubectl logs/exec` to this node fail: " if expired else ""
+        return prefix + CSR_HINT
+    return STATIC_HINTS[cf.role].format(config=config)
+
+
+def _judge(snapshot: Snapshot, cf: CertFile, leaf: CertInfo, now: datetime,
+           policy: Policy) -> Finding | None:
+    name = f"{ROLE_NAMES[cf.role]} {cf.path}"
+    if now >= leaf.not_after:
+        return Finding(codes.CERT_EXPIRED, Severity.CRITICAL,
+                       f"{name} expired at {iso(leaf.not_after)} "
+                       f"({duration(now - leaf.not_after)} ago): {_hint(snapshot, cf, True)}",
+                       cf.path)
+    if now < leaf.not_before:
+        return Finding(codes.CERT_NOT_YET_VALID, Severity.CRITICAL,
+                       f"{name} is not valid before {iso(leaf.not_before)} "
+                       f"(in {duration(leaf.not_before - now)}): check the node's clock / NTP "
+                       "(`timedatectl status`, `chronyc tracking`)", cf.path)
+    critical, warning = thresholds(leaf, policy)
+    left = leaf.not_after - now
+    if left <= critical:
+        severity, threshold = Severity.CRITICAL, critical
+    elif left <= warning:
+        severity, threshold = Severity.WARNING, warning
+    else:
+        return None
+    return Finding(codes.CERT_EXPIRING_SOON, severity,
+                   f"{name} expires at {iso(leaf.not_after)} (in {duration(left)}, "
+                   f"{severity.label} threshold {duration(threshold)}): "
+                   f"{_hint(snapshot, cf, False)}", cf.path)
+
+
+def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
+    """One finding at most per live certificate: expired, not yet valid or expiring."""
+    for cf in judged_certs(snapshot):
+        if cf.leaf is not None:
+            finding = _judge(snapshot, cf, cf.leaf, now, policy)
+            if finding is not None:
+                yield finding
+
+
+def deadlines(snapshot: Snapshot, policy: Policy) -> Iterator[datetime]:
+    """Instants at which a verdict above changes: notBefore, both thresholds, notAfter."""
+    for cf in judged_certs(snapshot):
+        if cf.leaf is not None:
+            critical, warning = thresholds(cf.leaf, policy)
+            yield cf.leaf.not_before
+            yield cf.leaf.not_after - warning
+            yield cf.leaf.not_after - critical
+            yield cf.leaf.not_after

@@ -1,0 +1,166 @@
+"""Files on disk: missing, broken links, unreadable certificates, keys and config.
+
+Severity follows ownership: a broken file of the kubelet's own (client, the served
+certificate) is critical; a watched file or a trust anchor is only an input of this
+agent, so an unreadable one is a warning. A key that is present but cannot be parsed
+is reported as CERT_UNREADABLE on the key's path (critical): the kubelet cannot load it
+either. During the kubelet's non-atomic swap (``-updated.pem`` present, ``-current.pem``
+gone) a missing link is not a finding. A self-signed ``kubelet.crt`` that does not exist
+is not a finding either: the kubelet generates it at start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from agent import codes
+from agent.checks.common import (
+    ROLE_NAMES,
+    history_file,
+    is_missing,
+    iso,
+    judged_certs,
+    kubelet_owned,
+    newest_csr,
+    swap_in_progress,
+)
+from agent.model import (
+    CertFile,
+    CsrState,
+    Finding,
+    KeyMatch,
+    LinkProblem,
+    Policy,
+    ReadError,
+    ReadProblem,
+    Role,
+    Severity,
+    Snapshot,
+)
+
+LINK_PROBLEMS = {
+    LinkProblem.DANGLING: "points at a file that does not exist",
+    LinkProblem.LOOP: "is a symlink loop",
+    LinkProblem.NOT_REGULAR: "points at something that is not a regular file",
+}
+
+
+def _missing(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
+    if cf.role is Role.CLIENT and not swap_in_progress(snapshot, Role.CLIENT):
+        yield Finding(
+            codes.CLIENT_CERT_MISSING, Severity.CRITICAL,
+            f"no kubelet client certificate at {cf.path}: the kubelet cannot authenticate to "
+            "the API server; check its --bootstrap-kubeconfig and that its client CSR is "
+            "approved (`kubectl get csr`), or re-join the node", cf.path)
+    elif (cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is True
+          and not swap_in_progress(snapshot, Role.SERVER)):
+        pending = [c for c in snapshot.api.csrs if c.state is CsrState.PENDING] \
+            if snapshot.api is not None else []
+        newest = newest_csr(tuple(pending))
+        name = newest.name if newest is not None else "<name>"
+        yield Finding(
+            codes.SERVER_CERT_MISSING, Severity.CRITICAL,
+            f"serverTLSBootstrap is true but there is no serving certificate at {cf.path}: "
+            "`kubectl logs/exec` to this node fail with \"remote error: tls: internal error\"; "
+            "approve the node's pending kubelet-serving CSR (`kubectl get csr`, "
+            f"`kubectl certificate approve {name}`)", cf.path)
+    elif cf.role in (Role.TLS_CERT_FILE, Role.WATCHED, Role.TRUST_ANCHOR):
+        yield _unreadable(snapshot, cf, cf.path, cf.read_error)
+
+
+def _stale_note(cf: CertFile) -> str:
+    """Where a file's verdicts come from when it is unreadable but was read before."""
+    if cf.stale_since is None:
+        return ""
+    return f" (still judged on the last good copy, read at {iso(cf.stale_since)})"
+
+
+def _link(snapshot: Snapshot, cf: CertFile, what: str) -> Finding:
+    target = cf.link.target if cf.link is not None else None
+    newest = history_file(snapshot, cf.role) or f"kubelet-{cf.role.value}-<timestamp>.pem"
+    return Finding(
+        codes.SYMLINK_BROKEN, Severity.CRITICAL,
+        f"{cf.path} -> {target} {what}: the kubelet cannot load its "
+        f"{ROLE_NAMES[cf.role]}{_stale_note(cf)}; point the link at the newest good "
+        f"generation (`ln -sfn {newest} {cf.path}`) and restart the kubelet", cf.path)
+
+
+def _not_a_link(cf: CertFile) -> Finding:
+    prefix = f"kubelet-{cf.role.value}"
+    return Finding(
+        codes.CURRENT_NOT_SYMLINK, Severity.WARNING,
+        f"{cf.path} is a regular file, not a symlink: the kubelet refuses to rotate it; "
+        f"move it to {prefix}-<YYYY-MM-DD-HH-MM-SS>.pem and `ln -s` that file as "
+        f"{prefix}-current.pem", cf.path)
+
+
+PROBLEM_REMEDIES = {
+    ReadProblem.PERMISSION_DENIED: "give the agent read access (the packaged service runs as root)",
+    ReadProblem.TOO_LARGE: "it is over the size limit: make sure the path names a certificate",
+    ReadProblem.CHANGED_DURING_READ: "it kept changing while read: find what rewrites it",
+}
+ROLE_REMEDIES = {
+    Role.SELF_SIGNED: ("delete kubelet.crt and kubelet.key and restart the kubelet to "
+                       "regenerate them"),
+    Role.TLS_CERT_FILE: "restore tlsCertFile from your PKI and restart the kubelet",
+    Role.TRUST_ANCHOR: "fix the CA bundle (clientCAFile / --ca-file)",
+    Role.WATCHED: "fix it or remove it from --watch",
+}
+
+
+def _remedy(snapshot: Snapshot, cf: CertFile, error: ReadError) -> str:
+    """What to do about an unreadable file: by problem first, then by role."""
+    if error.problem in PROBLEM_REMEDIES:
+        return PROBLEM_REMEDIES[error.problem]
+    if cf.role in ROLE_REMEDIES:
+        return ROLE_REMEDIES[cf.role]
+    previous = next((h.previous_path for h in snapshot.history
+                     if h.role is cf.role and h.previous_path), None)
+    restore = (f"`ln -sfn {previous} {cf.path}` if that generation is still valid, or "
+               if previous else "")
+    return f"{restore}restart the kubelet so it requests a new certificate"
+
+
+def _unreadable(snapshot: Snapshot, cf: CertFile, path: str, error: ReadError | None,
+                key: bool = False) -> Finding:
+    severity = Severity.CRITICAL if kubelet_owned(cf) else Severity.WARNING
+    detail = f"{error.detail} ({error.problem.value})" if error else "unknown error"
+    what = "private key of the " if key else ""
+    stale = "" if key else _stale_note(cf)
+    remedy = _remedy(snapshot, cf, error) if error else "check the file"
+    return Finding(codes.CERT_UNREADABLE, severity,
+                   f"cannot read the {what}{ROLE_NAMES[cf.role]} {path}: {detail}{stale}; "
+                   f"{remedy}", path)
+
+
+def _cert_file(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
+    problem = cf.link.problem if cf.link is not None else None
+    if is_missing(cf):
+        yield from _missing(snapshot, cf)
+        return
+    broken = LINK_PROBLEMS.get(problem) if problem is not None else None
+    if broken is not None:
+        yield _link(snapshot, cf, broken)
+        return
+    if problem is LinkProblem.NOT_A_LINK:
+        yield _not_a_link(cf)
+    if cf.read_error is not None:
+        yield _unreadable(snapshot, cf, cf.path, cf.read_error)
+    if cf.key_match is KeyMatch.UNREADABLE and kubelet_owned(cf):
+        yield _unreadable(snapshot, cf, cf.key_path or cf.target or cf.path, cf.key_error,
+                          key=True)
+
+
+def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
+    """Findings about the presence and readability of every judged file and the config."""
+    for cf in judged_certs(snapshot):
+        yield from _cert_file(snapshot, cf)
+    cfg = snapshot.kubelet_config
+    if cfg.error is not None:
+        yield Finding(
+            codes.KUBELET_CONFIG_UNREADABLE, Severity.WARNING,
+            f"cannot read the kubelet config {cfg.path}: {cfg.error.detail} "
+            f"({cfg.error.problem.value}); serverTLSBootstrap, rotateCertificates and "
+            "tlsCertFile are unknown: fix it, or pass --kubelet-config with the kubelet's "
+            "--config file (--kubelet-config '' if it runs on flags only)", cfg.path)

@@ -1,0 +1,179 @@
+"""Snapshots built directly from the model dataclasses, for the table-driven check tests.
+
+Every builder gives a healthy default (a kubeadm node with serverTLSBootstrap, one-year
+certificates from the cluster CA, at 50 % of their life at ``NOW``) and takes keyword
+overrides, so a test states only what differs from healthy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent.model import (
+    ApiError,
+    ApiProblem,
+    ApiState,
+    CertFile,
+    CertInfo,
+    CsrInfo,
+    CsrState,
+    Finding,
+    KeyMatch,
+    KubeletConfigInfo,
+    LinkProblem,
+    LinkState,
+    Role,
+    RoleHistory,
+    Snapshot,
+)
+
+NOW = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)
+NODE = "node1"
+CERT_DIR = "/var/lib/kubelet/pki"
+CONFIG = "/var/lib/kubelet/config.yaml"
+CA = "/etc/kubernetes/pki/ca.crt"
+YEAR = timedelta(days=365)
+SERVER_URL = "https://10.0.0.1:6443"
+
+
+def leaf(not_before: datetime | None = None, not_after: datetime | None = None, *,
+         cn: str = f"system:node:{NODE}", orgs: tuple[str, ...] = ("system:nodes",),
+         issuer: str = "CN=kubernetes", **kw: Any) -> CertInfo:
+    """A kubelet certificate; default valid from NOW - 6 months for one year."""
+    nb = not_before if not_before is not None else NOW - YEAR / 2
+    na = not_after if not_after is not None else nb + YEAR
+    subject = ",".join([f"CN={cn}", *(f"O={o}" for o in orgs)])
+    return CertInfo(subject=subject, issuer=issuer, serial="01", fingerprint_sha256="ab",
+                    not_before=nb, not_after=na, subject_cn=cn, subject_orgs=orgs,
+                    key_algorithm="EC P-256", spki_sha256="cd", **kw)
+
+
+def aged(fraction: float, lifetime: timedelta = YEAR, **kw: Any) -> CertInfo:
+    """A leaf that has lived exactly ``fraction`` of ``lifetime`` at NOW."""
+    nb = NOW - lifetime * fraction
+    return leaf(nb, nb + lifetime, **kw)
+
+
+def current(role: Role, cert: CertInfo | None = None, **kw: Any) -> CertFile:
+    """A healthy ``kubelet-<role>-current.pem`` symlink to a timestamped file."""
+    path = os.path.join(CERT_DIR, f"kubelet-{role.value}-current.pem")
+    target = os.path.join(CERT_DIR, f"kubelet-{role.value}-2025-09-09-12-00-00.pem")
+    cert = cert if cert is not None else leaf(
+        dns_names=(NODE,) if role is Role.SERVER else (),
+        ip_addresses=("10.0.0.5",) if role is Role.SERVER else ())
+    fields: dict[str, Any] = {
+        "target": target, "link": LinkState(path, True, target, target), "size": 1200,
+        "chain": (cert,), "leaf": cert, "key_match": KeyMatch.MATCH, "trusted": True}
+    fields.update(kw)
+    return CertFile(role=role, path=path, **fields)
+
+
+def client(cert: CertInfo | None = None, **kw: Any) -> CertFile:
+    return current(Role.CLIENT, cert, **kw)
+
+
+def server(cert: CertInfo | None = None, **kw: Any) -> CertFile:
+    return current(Role.SERVER, cert, **kw)
+
+
+def missing(role: Role) -> CertFile:
+    """``kubelet-<role>-current.pem`` does not exist."""
+    path = os.path.join(CERT_DIR, f"kubelet-{role.value}-current.pem")
+    return CertFile(role=role, path=path, link=LinkState(path, False,
+                                                         problem=LinkProblem.MISSING))
+
+
+def broken_link(role: Role, problem: LinkProblem, target: str = "/nowhere.pem") -> CertFile:
+    path = os.path.join(CERT_DIR, f"kubelet-{role.value}-current.pem")
+    return CertFile(role=role, path=path, link=LinkState(path, True, target, problem=problem))
+
+
+def plain(role: Role, path: str, cert: CertInfo | None = None, **kw: Any) -> CertFile:
+    """A plain file (no link): kubelet.crt, tlsCertFile, a watched file or an anchor."""
+    cert = cert if cert is not None else leaf()
+    fields: dict[str, Any] = {"target": path, "size": 1200, "chain": (cert,), "leaf": cert,
+                              "trusted": True}
+    fields.update(kw)
+    return CertFile(role=role, path=path, **fields)
+
+
+def fallback(cert: CertInfo | None = None, **kw: Any) -> CertFile:
+    """The kubelet's self-signed ``kubelet.crt`` (leaf issued by a throw-away CA)."""
+    cert = cert if cert is not None else leaf(cn=f"{NODE}@1700000000", orgs=(),
+                                              issuer=f"CN={NODE}-ca@1700000000",
+                                              dns_names=(NODE,))
+    fields: dict[str, Any] = {"self_signed": True, "trusted": False,
+                              "key_path": os.path.join(CERT_DIR, "kubelet.key"),
+                              "key_match": KeyMatch.MATCH}
+    fields.update(kw)
+    return plain(Role.SELF_SIGNED, os.path.join(CERT_DIR, "kubelet.crt"), cert, **fields)
+
+
+def anchor(cert: CertInfo | None = None, **kw: Any) -> CertFile:
+    cert = cert if cert is not None else leaf(NOW - 3 * YEAR, NOW + 7 * YEAR, cn="kubernetes",
+                                              orgs=(), is_ca=True, self_issued=True)
+    return plain(Role.TRUST_ANCHOR, CA, cert, **kw)
+
+
+def config(**kw: Any) -> KubeletConfigInfo:
+    fields: dict[str, Any] = {"present": True, "server_tls_bootstrap": True,
+                              "rotate_certificates": True, "client_ca_file": CA}
+    fields.update(kw)
+    return KubeletConfigInfo(path=CONFIG, **fields)
+
+
+def snapshot(*certs: CertFile, cfg: KubeletConfigInfo | None = None,
+             anchors: tuple[CertFile, ...] | None = None, **kw: Any) -> Snapshot:
+    """A snapshot of ``certs``; a healthy client + server when none are given."""
+    return Snapshot(taken_at=NOW, node_name=kw.pop("node_name", NODE), cert_dir=CERT_DIR,
+                    kubelet_config=cfg if cfg is not None else config(),
+                    certs=certs or (client(), server()),
+                    anchors=anchors if anchors is not None else (anchor(),), **kw)
+
+
+def history(role: Role, newest: str = "2025-09-09-12-00-00",
+            previous: str = "2025-03-09-12-00-00", **kw: Any) -> RoleHistory:
+    return RoleHistory(role=role, count=2, total_bytes=2400, oldest=previous, newest=newest,
+                       previous_path=os.path.join(CERT_DIR, f"kubelet-{role.value}-{previous}.pem"),
+                       **kw)
+
+
+def csr(name: str, age: timedelta, state: CsrState = CsrState.PENDING, **kw: Any) -> CsrInfo:
+    """One of this node's serving CSRs, created ``age`` before NOW, requesting node1."""
+    fields: dict[str, Any] = {
+        "username": f"system:node:{NODE}", "signer": "kubernetes.io/kubelet-serving",
+        "request_subject": f"CN=system:node:{NODE},O=system:nodes",
+        "request_dns_names": (NODE,), "request_ip_addresses": ("10.0.0.5",)}
+    fields.update(kw)
+    return CsrInfo(name=name, created=NOW - age, state=state, **fields)
+
+
+def api(*csrs: CsrInfo, **kw: Any) -> ApiState:
+    fields: dict[str, Any] = {"last_success": NOW - timedelta(seconds=30),
+                              "identity_username": f"system:node:{NODE}",
+                              "identity_groups": ("system:nodes", "system:authenticated")}
+    fields.update(kw)
+    return ApiState(server=SERVER_URL, csrs=csrs, **fields)
+
+
+def api_error(problem: ApiProblem, failures: int = 1, **kw: Any) -> ApiError:
+    return ApiError(problem=problem, detail=f"{problem.value} for test",
+                    consecutive_failures=failures, since=NOW - timedelta(minutes=5), **kw)
+
+
+def with_api(state: ApiState, snap: Snapshot | None = None) -> Snapshot:
+    return replace(snap or snapshot(), api=state)
+
+
+def codes_of(findings: tuple[Finding, ...] | list[Finding]) -> list[str]:
+    return [f.code for f in findings]
+
+
+def only(findings: tuple[Finding, ...] | list[Finding], code: str) -> Finding:
+    """The one finding with ``code``; fails the test when there are none or several."""
+    found = [f for f in findings if f.code == code]
+    assert len(found) == 1, f"expected one {code}, got {codes_of(findings)}"
+    return found[0]
