@@ -1,29 +1,56 @@
 """Command line: ``kubelet-cert-agent {check,run,demo}``.
 
 Exit codes follow the Nagios plugin convention so ``check`` drops into any monitoring
-system: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the agent itself could not run).
+system: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the agent itself could not run). A usage
+error (unknown flag, bad value) is UNKNOWN too: argparse's own exit code 2 would read as
+CRITICAL to a monitoring system.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from agent import __version__
 from agent.model import Status
 
 EPILOG = """\
-exit codes (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the agent could not run).
+exit codes (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the agent could not run,
+or the command line was wrong).
 Run 'kubelet-cert-agent COMMAND --help' for the flags of each command."""
+
+# Each module provides ``register(subparsers)``; order is the order shown by --help.
+COMMAND_MODULES = (("check", "agent.check_cmd"), ("run", "agent.daemon"), ("demo", "agent.demo"))
+
+
+class AgentArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors exit 3 (UNKNOWN) instead of 2 (CRITICAL)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(int(Status.UNKNOWN), f"UNKNOWN: {self.prog}: error: {message}\n")
+
+
+def _register_unavailable(sub: argparse._SubParsersAction[AgentArgumentParser], name: str,
+                          module: str, exc: Exception) -> None:
+    """Keep a command whose module cannot be imported: it then fails alone, as UNKNOWN."""
+    reason = f"{type(exc).__name__}: {exc}"
+
+    def unavailable(_args: argparse.Namespace) -> int:
+        print(f"UNKNOWN: command {name!r} is unavailable ({module}: {reason})", file=sys.stderr)
+        return int(Status.UNKNOWN)
+
+    p = sub.add_parser(name, help=f"(unavailable: {reason})")
+    p.set_defaults(func=unavailable)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # Imported here so that ``--version`` and ``--help`` stay cheap and so that a broken
-    # optional part (e.g. the daemon) cannot stop ``check`` from running.
-    from agent import check_cmd, daemon, demo
-
-    parser = argparse.ArgumentParser(
+    """The full parser. Subcommand modules are imported here, one by one, so that a
+    broken optional part (e.g. the daemon) cannot stop ``check`` from running."""
+    parser = AgentArgumentParser(
         prog="kubelet-cert-agent",
         description="Tells you, before it bites, that a kubelet certificate is wrong, "
         "stuck or about to expire.",
@@ -32,16 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check_cmd.register(sub)
-    daemon.register(sub)
-    demo.register(sub)
+    for name, module in COMMAND_MODULES:
+        try:
+            importlib.import_module(module).register(sub)
+        except ImportError as exc:
+            _register_unavailable(sub, name, module, exc)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; never lets a traceback reach the user."""
+    """Entry point of the console script; never lets a traceback reach the user.
+
+    Returns the exit code (also for ``--help``, ``--version`` and usage errors, which
+    argparse signals with SystemExit) so that tests can call it in-process.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return _exit_code(exit_)
     try:
         code = int(args.func(args))
     except KeyboardInterrupt:
@@ -51,6 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return int(Status.UNKNOWN)
     return code
+
+
+def _exit_code(exit_: SystemExit) -> int:
+    """The integer an argparse SystemExit carries (None means success)."""
+    if exit_.code is None:
+        return 0
+    if isinstance(exit_.code, int):
+        return exit_.code
+    return int(Status.UNKNOWN)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,151 @@
+"""``kubelet-cert-agent check``: one evaluation, printed, as a Nagios plugin.
+
+Reads the cert dir (and, unless ``--offline``, asks the API server once), judges the
+snapshot at ``--at`` (default: now) and prints a table or the JSON status. The exit
+code is the verdict: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import sys
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent import clock as clockmod
+from agent import codes, config
+from agent.clock import Clock
+from agent.model import ApiState, Evaluation
+
+DESCRIPTION = """\
+Check this node's kubelet certificates once and print the verdict.
+
+What is checked: the client and serving certificates in --cert-dir
+(kubelet-{client,server}-current.pem and their symlinks), the self-signed
+fallback kubelet.crt, tlsCertFile and clientCAFile from the kubelet config,
+every --watch file and every --ca-file: expiry, the 70-90 % rotation window,
+self-signed serving certificates, key/certificate match, identity
+(CN=system:node:<node>, SANs), trust, history of rotations; unless --offline,
+this node's kubelet-serving CSRs on the API server (pending, denied, not issued)."""
+
+EPILOG = """\
+exit codes (Nagios):
+  0 OK        nothing to do
+  1 WARNING   act this week (e.g. rotation overdue, self-signed serving cert)
+  2 CRITICAL  act now (e.g. expired or nearly expired, broken symlink)
+  3 UNKNOWN   the check could not run (bad flags, e.g. an unparseable --at)
+
+--at TIME judges the certificates as they are now, at another instant:
+  ISO 8601 ("2027-01-15", "2027-01-15T10:00:00Z", "2027-01-15T10:00:00+02:00";
+  no offset = UTC) or relative to now ("+30d", "+12h", "+90m", "+2w", "-1d").
+
+examples:
+  kubelet-cert-agent check
+  kubelet-cert-agent check --offline --at +45d        # what breaks before the change freeze?
+  kubelet-cert-agent check --format json | jq .findings
+  kubelet-cert-agent check --cert-dir /etc/kubernetes/cert --ca-file /etc/kubernetes/pki/ca.crt
+
+finding codes (README, section Findings, says what to do about each):
+""" + "\n".join(f"  {code:<{max(map(len, codes.ALL)) + 2}}{codes.DESCRIPTIONS[code]}"
+            for code in sorted(codes.ALL))
+
+_RELATIVE = re.compile(r"^([+-])(\d+(?:\.\d+)?)([wdhms])$")
+_MAX_OFFSET = timedelta(days=100 * 365)  # beyond that a date overflows or means a typo
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+@dataclass(frozen=True)
+class At:
+    """A parsed ``--at``: an absolute instant, or an offset from the time of the check."""
+
+    instant: datetime | None = None
+    offset: timedelta | None = None
+
+    def resolve(self, now: datetime) -> datetime:
+        """The instant to judge at, given the real current time."""
+        if self.instant is not None:
+            return self.instant
+        return now + (self.offset or timedelta())
+
+
+def parse_at(text: str) -> At:
+    """Parse ``--at``: ISO 8601 (naive means UTC) or ``+N{w,d,h,m,s}`` / ``-N...``
+    relative to now; raise ArgumentTypeError with an example of the right form."""
+    value = text.strip()
+    match = _RELATIVE.match(value)
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        amount, unit = float(match.group(2)), _UNITS[match.group(3)]
+        if amount > _MAX_OFFSET / timedelta(**{unit: 1}):
+            raise argparse.ArgumentTypeError(f"too far from now: {text!r} (at most 100 years)")
+        return At(offset=sign * timedelta(**{unit: amount}))
+    try:
+        instant = datetime.fromisoformat(value)
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=UTC)
+        return At(instant=instant.astimezone(UTC))
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use ISO 8601 like 2027-01-15 or 2027-01-15T10:00:00Z, "
+            "or a relative time like +30d, +12h)") from None
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``check`` to the command line."""
+    p = subparsers.add_parser(
+        "check", help="check the certificates once and exit with a Nagios code",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    config.add_source_arguments(p)
+    out = p.add_argument_group("output")
+    out.add_argument("--format", choices=("table", "json"), default="table",
+                     help="table for people, json for machines (default: %(default)s)")
+    out.add_argument("--at", type=parse_at, default=None, metavar="TIME",
+                     help="judge at this instant instead of now: ISO 8601 or +30d/+12h")
+    config.add_policy_arguments(p)
+    config.add_api_arguments(p)
+    p.set_defaults(func=run)
+
+
+def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> Evaluation:
+    """Build the snapshot (asking the API server unless offline) and judge it."""
+    from agent.checks import judge
+    from agent.snapshot import build_snapshot
+
+    settings = config.settings_from_args(args)
+    at: At | None = args.at
+    now = at.resolve(clock()) if at else clock()
+    api: ApiState | None = None
+    if not (args.offline or settings.api.offline):
+        from agent.sources.apiserver import fetch_once
+
+        # The API is asked about the real present (CSRs are live state); only the
+        # certificates are judged at --at.
+        api = fetch_once(settings.api, settings.sources.node_name, clock)
+    snapshot = build_snapshot(settings.sources, now, api)
+    # The daemon waits for several failures in a row before calling the API server
+    # unreachable; a one-shot check makes one attempt, so one failure is the verdict.
+    policy = replace(settings.policy, api_failures_before_unreachable=1)
+    return judge(snapshot, now, policy)
+
+
+def run(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> int:
+    """Run ``check``: print the evaluation to stdout, return its Nagios exit code."""
+    evaluation = evaluate(args, clock)
+    # A file name that is not UTF-8, or an ASCII-only locale, must not turn a verdict
+    # into UNKNOWN: unencodable characters are printed as '?'.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace")
+    if args.format == "json":
+        from agent.sinks.jsonout import evaluation_to_dict
+
+        print(json.dumps(evaluation_to_dict(evaluation), indent=2, sort_keys=False))
+    else:
+        from agent.sinks.table import render_table
+
+        print(render_table(evaluation), end="")
+    return int(evaluation.status)

@@ -1,0 +1,221 @@
+"""The human view of an evaluation, like ``kubeadm certs check-expiration`` for the kubelet.
+
+Layout: a context line, one row per certificate file, a HISTORY line per role, an
+API SERVER line when the API was asked, the findings, and last ONE summary line whose
+first word is the Nagios status. Plain text, no colours. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from agent.model import (
+    ApiState,
+    CertFile,
+    Evaluation,
+    KeyMatch,
+    KubeletConfigInfo,
+    Role,
+    RoleHistory,
+    Severity,
+    Snapshot,
+)
+
+HEADERS = ("CERTIFICATE", "PATH", "EXPIRES (UTC)", "RESIDUAL TIME", "ROTATION WINDOW",
+           "ISSUER", "STATE")
+ROTATED_ROLES = (Role.CLIENT, Role.SERVER)  # the only ones the kubelet renews itself
+MAX_PATH = 72
+NONE = "-"
+
+
+def render_table(ev: Evaluation) -> str:
+    """The whole report, newline-terminated."""
+    snap = ev.snapshot
+    lines = [_context_line(snap), ""]
+    rows = [_cert_row(c, snap.cert_dir, ev.now, _unused(c, snap.kubelet_config))
+            for c in snap.certs + snap.anchors]
+    lines += _columns([HEADERS, *rows]) if rows else ["no certificate files found"]
+    lines += [f"swap in progress: {_short(p, snap.cert_dir)}" for p in snap.updated_links]
+    if snap.history:
+        lines += ["", "HISTORY"]
+        lines += _columns([_history_row(h) for h in snap.history])
+    if snap.api is not None:
+        lines += ["", _api_line(snap.api)]
+    lines += ["", "FINDINGS" if ev.findings else "FINDINGS: none"]
+    lines += _columns([(f.severity.name, f.code, f.message + _path_note(f.path, snap.cert_dir))
+                       for f in ev.findings])
+    lines += ["", summary_line(ev)]
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(ev: Evaluation) -> str:
+    """``CRITICAL: 2 critical, 1 warning — node n1, evaluated 2026-11-23T12:00:00Z``."""
+    counts = Counter(f.severity for f in ev.findings)
+    parts = [f"{counts[s]} {s.label}{'s' if s is Severity.WARNING and counts[s] > 1 else ''}"
+             for s in sorted(Severity, reverse=True) if counts[s]]
+    return (f"{ev.status.name}: {', '.join(parts) or 'no findings'} — "
+            f"node {ev.snapshot.node_name}, evaluated {_iso(ev.now)}")
+
+
+def residual(delta: timedelta) -> str:
+    """``364d``, ``3d4h``, ``5h12m``, ``7m``, ``expired 2d ago``."""
+    if delta < timedelta(0):
+        return f"expired {residual(-delta)} ago"
+    days, rest = divmod(int(delta.total_seconds()), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days >= 10:
+        return f"{days}d"
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m" if minutes else f"{int(delta.total_seconds())}s"
+
+
+def issuer_cn(issuer: str) -> str:
+    """The CN of an RFC 4514 issuer name; the whole name when it has no CN."""
+    try:
+        attrs = x509.Name.from_rfc4514_string(issuer).get_attributes_for_oid(
+            NameOID.COMMON_NAME)
+    except ValueError:
+        return issuer
+    return str(attrs[0].value) if attrs else issuer
+
+
+def cert_state(c: CertFile, now: datetime) -> str:
+    """What is wrong with one file, in a few words (``ok`` when nothing)."""
+    words: list[str] = []
+    if c.link is not None and c.link.problem is not None:
+        words.append(f"link {c.link.problem.value}")
+    if c.read_error is not None:
+        words.append(f"unreadable ({c.read_error.problem.value})")
+    if c.stale_since is not None:
+        words.append(f"stale since {_iso(c.stale_since)}")
+    leaf = c.leaf
+    if leaf is not None:
+        if now >= leaf.not_after:
+            words.append("expired")
+        elif now < leaf.not_before:
+            words.append("not yet valid")
+        elif c.role in ROTATED_ROLES and now >= leaf.rotation_window_end:
+            words.append("rotation overdue")
+    if c.self_signed and not (leaf is not None and leaf.is_ca):
+        words.append("self-signed")  # a CA is self-signed by nature: not worth a word
+    if c.trusted is False:
+        words.append("untrusted")
+    if c.key_match is KeyMatch.MISMATCH:
+        words.append("key mismatch")
+    elif c.key_match is KeyMatch.UNREADABLE:
+        words.append("key unreadable")
+    return ", ".join(words) or ("ok" if leaf is not None else "missing")
+
+
+def _unused(c: CertFile, k: KubeletConfigInfo) -> bool:
+    """kubelet.crt is only served when neither serverTLSBootstrap nor tlsCertFile is set."""
+    return c.role is Role.SELF_SIGNED and bool(k.server_tls_bootstrap or k.tls_cert_file)
+
+
+def _cert_row(c: CertFile, cert_dir: str, now: datetime, unused: bool) -> tuple[str, ...]:
+    path = _short(c.path, cert_dir)
+    if c.target and os.path.normpath(c.target) != os.path.normpath(c.path):
+        same_dir = os.path.dirname(c.target) == os.path.dirname(c.path)
+        path += " -> " + (os.path.basename(c.target) if same_dir else c.target)
+    state = cert_state(c, now) + (" (unused)" if unused else "")
+    leaf = c.leaf
+    if leaf is None:
+        return (c.role.value, _ellipsize(path), NONE, NONE, NONE, NONE, state)
+    window = NONE
+    if c.role in ROTATED_ROLES:
+        window = (f"{leaf.rotation_window_start:%Y-%m-%d}.."
+                  f"{leaf.rotation_window_end:%Y-%m-%d}")
+    return (c.role.value, _ellipsize(path), f"{leaf.not_after.astimezone(UTC):%Y-%m-%d %H:%M}",
+            residual(leaf.not_after - now), window, issuer_cn(leaf.issuer), state)
+
+
+def _history_row(h: RoleHistory) -> tuple[str, ...]:
+    files = f"{h.count} file{'s' if h.count != 1 else ''} ({_size(h.total_bytes)})"
+    span = (f"{_stamp(h.oldest)} .. {_stamp(h.newest)} (kubelet local time)" if h.oldest
+            else "no timestamps")
+    last = f"last rotation {_stamp(h.newest)}" if h.count > 1 and h.newest else "never rotated"
+    return (h.role.value, files, span, last)
+
+
+def _api_line(api: ApiState) -> str:
+    head = f"API SERVER {api.server}:" if api.server else "API SERVER:"
+    if api.error is not None:
+        e = api.error
+        code = f" HTTP {e.status_code}" if e.status_code else ""
+        return (f"{head} {e.problem.value}{code} ({e.detail}), "
+                f"{e.consecutive_failures} consecutive failure(s); last success "
+                f"{_iso(api.last_success) if api.last_success else 'never'}")
+    states = Counter(c.state.value for c in api.csrs)
+    detail = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    who = f" as {api.identity_username}" if api.identity_username else ""
+    return (f"{head} ok{who}, {len(api.csrs)} serving CSR(s) for this node"
+            + (f" ({detail})" if detail else ""))
+
+
+def _context_line(snap: Snapshot) -> str:
+    return (f"node {snap.node_name}, cert dir {snap.cert_dir}, "
+            f"kubelet config {_config_summary(snap.kubelet_config)}")
+
+
+def _config_summary(k: KubeletConfigInfo) -> str:
+    if k.path is None:
+        return "not used"
+    if k.error is not None:
+        return f"{k.path} (unreadable: {k.error.problem.value})"
+    if not k.present:
+        return f"{k.path} (absent)"
+    flags = {"serverTLSBootstrap": k.server_tls_bootstrap,
+             "rotateCertificates": k.rotate_certificates}
+    shown = ", ".join(f"{name}: {str(v).lower()}" for name, v in flags.items() if v is not None)
+    return f"{k.path} ({shown})" if shown else k.path
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(cell.ljust(w) for cell, w in zip(r, widths, strict=False)),
+                       r[-1]]).rstrip() for r in rows]
+
+
+def _short(path: str, cert_dir: str) -> str:
+    """A path relative to the cert dir when it lies inside it, else unchanged."""
+    prefix = cert_dir.rstrip("/") + "/"
+    return path[len(prefix):] if cert_dir and path.startswith(prefix) else path
+
+
+def _ellipsize(text: str) -> str:
+    if len(text) <= MAX_PATH:
+        return text
+    keep = (MAX_PATH - 3) // 2
+    return text[:keep] + "..." + text[-(MAX_PATH - 3 - keep):]
+
+
+def _path_note(path: str | None, cert_dir: str) -> str:
+    return f"  [{_short(path, cert_dir)}]" if path else ""
+
+
+def _stamp(text: str | None) -> str:
+    """``2026-05-06-12-00-00`` (the kubelet's file-name format) as ``2026-05-06 12:00:00``."""
+    if not text or len(text) != 19:
+        return text or NONE
+    return f"{text[:10]} {text[11:].replace('-', ':')}"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
