@@ -1,0 +1,323 @@
+"""This node's serving CSRs and whether the API server still accepts the node.
+
+``fetch_once`` does one who-am-I and one complete list (for ``check``).
+``CsrMonitor`` keeps an ``ApiState`` current for the daemon: list, then watch from the
+list's resourceVersion (bookmarks on), relist on 410, poll when watching is refused,
+back off with jitter on failures (see ``apischedule``). Both never raise: every failure
+becomes ``ApiState.error``, and the last known CSRs and ``last_success`` are kept (stale).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import requests
+import structlog
+
+from agent import clock as clock_mod
+from agent.clock import Clock, Monotonic
+from agent.config import ApiSettings
+from agent.model import ApiError, ApiProblem, ApiState, CsrInfo
+from agent.sources.apiclient import ApiClient, ApiFailure
+from agent.sources.apiparse import (
+    OK,
+    Failure,
+    WatchEvent,
+    classify_status,
+    failure_to_error,
+    is_node_serving,
+)
+from agent.sources.apischedule import Action, Scheduler, Step
+from agent.sources.kubeconfig import Credentials, load_credentials
+
+log = structlog.get_logger("kubelet_cert_agent.apiserver")
+SessionFactory = Callable[[], requests.Session]
+CredentialLoader = Callable[[ApiSettings], "Credentials | ApiError"]
+
+
+class _Tracker:
+    """What the API server last said, updated request by request; yields ApiState."""
+
+    def __init__(self, server: str, node_name: str, clock: Clock,
+                 previous: ApiState | None) -> None:
+        self.server, self.node_name, self.clock = server, node_name, clock
+        self.csrs: dict[str, CsrInfo] = {}
+        self.last_success = None if previous is None else previous.last_success
+        self.error = None if previous is None else previous.error
+        self.identity: tuple[str | None, tuple[str, ...]] = (None, ())
+        self.counts: Counter[str] = Counter()
+        if previous is not None:
+            self.server = server or previous.server
+            self.csrs = {c.name: c for c in previous.csrs}
+            self.identity = (previous.identity_username, previous.identity_groups)
+            self.counts.update(dict(previous.requests_by_outcome))
+
+    def count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
+
+    def succeeded(self) -> None:
+        self.last_success, self.error = self.clock(), None
+
+    def failed(self, failure: Failure) -> None:
+        self.error = failure_to_error(failure, self.error, self.clock())
+
+    def not_configured(self, error: ApiError) -> None:
+        failure = Failure("", ApiProblem.NOT_CONFIGURED, error.detail)
+        self.error = failure_to_error(failure, self.error, self.clock())
+
+    def replace(self, items: list[CsrInfo]) -> None:
+        self.csrs = {c.name: c for c in items if is_node_serving(c, self.node_name)}
+
+    def apply(self, event: WatchEvent) -> None:
+        csr = event.csr
+        if csr is None or not is_node_serving(csr, self.node_name):
+            return
+        if event.type == "DELETED":
+            self.csrs.pop(csr.name, None)
+        else:
+            self.csrs[csr.name] = csr
+
+    def state(self) -> ApiState:
+        csrs = tuple(sorted(self.csrs.values(), key=lambda c: (c.created, c.name)))
+        return ApiState(server=self.server, last_success=self.last_success, csrs=csrs,
+                        error=self.error, identity_username=self.identity[0],
+                        identity_groups=self.identity[1],
+                        requests_by_outcome=tuple(sorted(self.counts.items())))
+
+
+def _review(client: ApiClient, tracker: _Tracker) -> bool:
+    """Ask who we are; True once the server has answered (so no need to ask again)."""
+    try:
+        identity = client.review()
+    except ApiFailure as exc:
+        tracker.count(exc.failure.outcome)
+        # 401/429/5xx/unreachable: ask again next time; other answers will not change.
+        code = exc.failure.status_code
+        return code is not None and code not in (401, 429) and code < 500
+    tracker.count(OK)
+    if identity is not None:
+        tracker.identity = identity
+    return True
+
+
+def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None]:
+    """Every page of the list; restarts from scratch (twice at most) on 410."""
+    items: list[CsrInfo] = []
+    token: str | None = None
+    restarts = 0
+    while True:
+        try:
+            page = client.list_page(token)
+        except ApiFailure as exc:
+            tracker.count(exc.failure.outcome)
+            if exc.failure.gone and token is not None and restarts < 2:
+                items, token, restarts = [], None, restarts + 1
+                continue
+            return "", exc.failure
+        tracker.count(OK)
+        items.extend(page.items)
+        if not page.continue_token:
+            tracker.replace(items)
+            tracker.succeeded()
+            return page.resource_version, None
+        token = page.continue_token
+
+
+def _internal(exc: Exception) -> Failure:
+    return Failure("bad-response", ApiProblem.BAD_RESPONSE,
+                   f"internal error while talking to the API server ({type(exc).__name__})")
+
+
+def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
+               previous: ApiState | None = None, *,
+               session_factory: SessionFactory = requests.Session,
+               load: CredentialLoader = load_credentials) -> ApiState:
+    """Who-am-I plus one complete list of this node's serving CSRs. Never raises."""
+    tracker = _Tracker(api.server or "", node_name, clock, previous)
+    try:
+        creds = load(api)
+        if isinstance(creds, ApiError):
+            tracker.not_configured(creds)
+            return tracker.state()
+        tracker.server = creds.server
+        client = ApiClient(creds, api, session_factory())
+        try:
+            _review(client, tracker)
+            _, failure = _list_all(client, tracker)
+        finally:
+            client.close()
+        if failure is not None:
+            tracker.failed(failure)
+    except Exception as exc:  # never let a surprise escape into `check`
+        log.error("api_fetch_internal_error", error=type(exc).__name__)
+        tracker.failed(_internal(exc))
+    return tracker.state()
+
+
+class CsrMonitor:
+    """Keeps this node's serving CSRs current with list+watch; one request at a time.
+
+    ``run(stop)`` blocks (the daemon runs it in its own thread) and calls ``on_update``
+    with a new ``ApiState`` after every request and every watch event. ``step()`` does
+    the planned request now and returns the next plan: tests drive it without time.
+    """
+
+    def __init__(self, api: ApiSettings, node_name: str, clock: Clock,
+                 on_update: Callable[[ApiState], None], *,
+                 session_factory: SessionFactory = requests.Session,
+                 sleep: Callable[[float], None] | None = None,
+                 monotonic: Monotonic = clock_mod.monotonic,
+                 rng: random.Random | None = None,
+                 load: CredentialLoader = load_credentials,
+                 previous: ApiState | None = None) -> None:
+        self.api, self.node_name, self.on_update = api, node_name, on_update
+        self._session_factory, self._sleep, self._monotonic = session_factory, sleep, monotonic
+        self._load = load
+        self._tracker = _Tracker(api.server or "", node_name, clock, previous)
+        self._scheduler = Scheduler(api.csr_interval, rng)
+        self._plan: Step = self._scheduler.start()
+        self._client: ApiClient | None = None
+        self._rv = ""
+        self._reload = True
+        self._need_review = True
+        self._wake = threading.Event()
+
+    @property
+    def plan(self) -> Step:
+        """The next request and the delay before it."""
+        return self._plan
+
+    def state(self) -> ApiState:
+        return self._tracker.state()
+
+    def credentials_changed(self) -> None:
+        """The client certificate (or token) changed: reload it, ask who-am-I again, and
+        cut the watch in progress, which was opened with the old credentials."""
+        self._reload = self._need_review = True
+        self._wake.set()
+        client = self._client
+        if client is not None:
+            client.abort()
+
+    def run(self, stop: threading.Event) -> None:
+        """Request, publish, wait; until ``stop`` is set. Never raises."""
+        def interrupt() -> None:
+            stop.wait()
+            self._wake.set()
+            client = self._client
+            if client is not None:
+                client.abort()
+
+        threading.Thread(target=interrupt, name="csr-monitor-stop", daemon=True).start()
+        while not stop.is_set():
+            self._wait(self._plan.delay)
+            if stop.is_set():
+                break
+            self.step()
+        if self._client is not None:
+            self._client.close()
+
+    def _wait(self, delay: float) -> None:
+        if delay <= 0:
+            return
+        if self._sleep is not None:
+            self._sleep(delay)
+            return
+        self._wake.wait(delay)  # credentials_changed() or stop cut the wait short
+        self._wake.clear()
+
+    def step(self) -> Step:
+        """Do the planned request now, publish the new state, return the next plan."""
+        try:
+            self._plan = self._step()
+        except Exception as exc:  # the last line of defence: the thread must not die
+            log.error("api_monitor_internal_error", error=type(exc).__name__)
+            self._tracker.failed(_internal(exc))
+            self._plan = Step(Action.LIST, self._scheduler.backoff())
+        self._publish()
+        return self._plan
+
+    def _publish(self) -> None:
+        try:
+            self.on_update(self._tracker.state())
+        except Exception as exc:  # a broken consumer must not stop the monitor
+            log.error("api_on_update_failed", error=type(exc).__name__)
+
+    def _step(self) -> Step:
+        if self._reload:
+            creds = self._load(self.api)
+            if isinstance(creds, ApiError):
+                self._tracker.not_configured(creds)
+                self._scheduler.failures += 1
+                return Step(Action.LIST, self._scheduler.backoff())
+            if self._client is not None:
+                self._client.close()
+            self._client = ApiClient(creds, self.api, self._session_factory())
+            self._tracker.server, self._reload = creds.server, False
+        client = self._client
+        assert client is not None  # noqa: S101 - set above on the first step
+        if self._need_review:
+            self._need_review = not _review(client, self._tracker)
+        if self._plan.action is Action.WATCH and self._rv:
+            return self._watch(client, self._plan.watch_timeout)
+        return self._list(client)
+
+    def _list(self, client: ApiClient) -> Step:
+        rv, failure = _list_all(client, self._tracker)
+        if failure is not None:
+            self._tracker.failed(failure)
+            return self._scheduler.list_failed(failure)
+        self._rv = rv
+        return self._scheduler.listed()
+
+    def _watch(self, client: ApiClient, timeout: int) -> Step:
+        started = self._monotonic()
+        try:
+            resp = client.open_watch(self._rv, timeout)
+        except ApiFailure as exc:
+            return self._watch_failed(exc.failure, established=False)
+        try:
+            for event in client.events(resp):
+                step = self._on_event(event)
+                if step is not None:
+                    return step
+        except ApiFailure as exc:
+            if client.aborted:  # stop or credentials_changed(): not the server's fault
+                return Step(Action.WATCH)
+            return self._watch_failed(exc.failure, established=True)
+        finally:
+            client.finish(resp)
+        self._tracker.count(OK)
+        if client.aborted:
+            return Step(Action.WATCH)
+        self._tracker.succeeded()
+        return self._scheduler.watch_ended(self._monotonic() - started, timeout)
+
+    def _watch_failed(self, failure: Failure, established: bool) -> Step:
+        self._tracker.count(failure.outcome)
+        self._tracker.failed(failure)
+        return self._scheduler.watch_failed(failure, established)
+
+    def _on_event(self, event: WatchEvent) -> Step | None:
+        """Apply one event; a Step when the watch must end (ERROR)."""
+        if event.type == "ERROR":
+            status = event.status or {}
+            code = status.get("code")
+            failure = classify_status(code if isinstance(code, int) else 500,
+                                      json.dumps(status).encode())
+            self._tracker.count(failure.outcome)
+            if failure.gone:
+                return self._scheduler.watch_expired()
+            self._tracker.failed(failure)
+            return self._scheduler.watch_failed(failure, established=True)
+        if event.resource_version:
+            self._rv = event.resource_version
+        if event.type != "BOOKMARK":
+            self._tracker.apply(event)
+            self._tracker.succeeded()
+            self._publish()
+        return None

@@ -1,0 +1,291 @@
+"""Credentials for the API server, from a kubeconfig and the command-line overrides.
+
+Reads the kubelet's own kubeconfig (``--kubeconfig``, else the first existing of
+``config.DEFAULT_KUBECONFIGS``): current-context -> cluster (server, CA, insecure flag)
+and user (client certificate and key, possibly the same file such as
+``kubelet-client-current.pem``; or a token / tokenFile). Relative paths are relative to
+the kubeconfig's directory, as kubectl resolves them. ``--server``, ``--token-file`` and
+``--api-ca-file`` override the kubeconfig.
+
+The result is a ready ``ssl.SSLContext``: embedded ``*-data`` CA bundles stay in memory;
+an embedded client certificate/key (``ssl`` can only load those from a file) is written
+to a private directory (0700, files 0600) just long enough to load it, then removed.
+Every failure is returned as an ``ApiError(NOT_CONFIGURED)`` naming the file and field,
+never the contents of a key or token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.config import DEFAULT_KUBECONFIGS, MAX_FILE_BYTES, ApiSettings
+from agent.model import ApiError, ApiProblem
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to talk to the API server. ``repr`` never shows the token."""
+
+    server: str  # https://host:port, no trailing slash
+    ssl_context: ssl.SSLContext = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+    source: str = ""  # where the settings came from (kubeconfig path or "flags")
+    auth: str = "none"  # e.g. "client certificate /var/lib/kubelet/pki/kubelet-client-current.pem"
+    token_file: Path | None = None  # re-read on credentials_changed()
+
+
+class KubeconfigError(Exception):
+    """A kubeconfig problem; the message names the file and field, never a secret."""
+
+
+def _fail(detail: str) -> ApiError:
+    return ApiError(problem=ApiProblem.NOT_CONFIGURED, detail=detail)
+
+
+def find_kubeconfig(api: ApiSettings, candidates: tuple[str, ...] = DEFAULT_KUBECONFIGS
+                    ) -> Path | None:
+    """``--kubeconfig`` if given (even when missing: that error is reported), else the
+    first existing default."""
+    if api.kubeconfig is not None:
+        return api.kubeconfig
+    for candidate in candidates:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def _read_small(path: Path, what: str) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise KubeconfigError(f"{what} {path} not found") from None
+    except PermissionError:
+        raise KubeconfigError(f"{what} {path}: permission denied (run as root?)") from None
+    except OSError as exc:
+        raise KubeconfigError(f"{what} {path}: {exc.strerror or 'read error'}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise KubeconfigError(f"{what} {path} is larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(_read_small(path, "kubeconfig"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise KubeconfigError(f"kubeconfig {path} is not valid YAML{where}") from None
+    if not isinstance(doc, dict):
+        raise KubeconfigError(f"kubeconfig {path} is not a YAML mapping")
+    return doc
+
+
+def _named(doc: dict[str, Any], section: str, name: str, key: str, path: Path) -> dict[str, Any]:
+    """The ``key`` mapping of the entry called ``name`` in the list ``section``."""
+    entries = doc.get(section)
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            body = entry.get(key)
+            if isinstance(body, dict):
+                return body
+            raise KubeconfigError(f"kubeconfig {path}: {section} entry {name!r} has no {key}")
+    raise KubeconfigError(f"kubeconfig {path}: {section[:-1]} {name!r} not found")
+
+
+def _current(doc: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cluster and user mappings of the current context."""
+    name = doc.get("current-context")
+    if not isinstance(name, str) or not name:
+        raise KubeconfigError(f"kubeconfig {path} has no current-context")
+    context = _named(doc, "contexts", name, "context", path)
+    cluster_name, user_name = context.get("cluster"), context.get("user")
+    if not isinstance(cluster_name, str) or not isinstance(user_name, str):
+        raise KubeconfigError(f"kubeconfig {path}: context {name!r} lacks cluster or user")
+    cluster = _named(doc, "clusters", cluster_name, "cluster", path)
+    user = _named(doc, "users", user_name, "user", path) if user_name else {}
+    return cluster, user
+
+
+def _b64(value: Any, what: str, path: Path) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raise KubeconfigError(f"kubeconfig {path}: {what} is not valid base64") from None
+
+
+def _resolve(base: Path, value: Any) -> Path:
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+@dataclass
+class _Parts:
+    """What the kubeconfig and the flags say, before loading anything into ``ssl``."""
+
+    server: str | None = None
+    source: str = "flags"
+    base: Path = Path()
+    ca_file: Path | None = None
+    ca_data: bytes | None = None
+    insecure: bool = False
+    cert_file: Path | None = None
+    cert_data: bytes | None = None
+    key_file: Path | None = None
+    key_data: bytes | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+
+
+def _parts_from_kubeconfig(path: Path) -> _Parts:
+    doc = _load_yaml(path)
+    cluster, user = _current(doc, path)
+    parts = _Parts(source=str(path), base=path.parent)
+    parts.server = cluster.get("server") or None
+    parts.insecure = cluster.get("insecure-skip-tls-verify") is True
+    if cluster.get("certificate-authority-data"):
+        parts.ca_data = _b64(cluster["certificate-authority-data"],
+                             "certificate-authority-data", path)
+    elif cluster.get("certificate-authority"):
+        parts.ca_file = _resolve(parts.base, cluster["certificate-authority"])
+    if user.get("client-certificate-data"):
+        parts.cert_data = _b64(user["client-certificate-data"], "client-certificate-data", path)
+    elif user.get("client-certificate"):
+        parts.cert_file = _resolve(parts.base, user["client-certificate"])
+    if user.get("client-key-data"):
+        parts.key_data = _b64(user["client-key-data"], "client-key-data", path)
+    elif user.get("client-key"):
+        parts.key_file = _resolve(parts.base, user["client-key"])
+    if user.get("token"):
+        parts.token = str(user["token"]).strip()
+    elif user.get("tokenFile"):
+        parts.token_file = _resolve(parts.base, user["tokenFile"])
+    if not (parts.cert_data or parts.cert_file or parts.token or parts.token_file) and (
+            user.get("exec") or user.get("auth-provider")):
+        raise KubeconfigError(f"kubeconfig {path}: exec/auth-provider credential plugins "
+                              "are not supported; use a client certificate or a token")
+    return parts
+
+
+def _apply_flags(parts: _Parts, api: ApiSettings) -> None:
+    if api.server:
+        parts.server = api.server
+    if api.token_file is not None:
+        parts.token, parts.token_file = None, api.token_file
+    if api.api_ca_file is not None:
+        parts.ca_file, parts.ca_data, parts.insecure = api.api_ca_file, None, False
+    if parts.insecure and not api.insecure:
+        raise KubeconfigError(f"{parts.source}: insecure-skip-tls-verify is set; refused "
+                              "(the API server would not be authenticated); pass --insecure "
+                              "to allow it")
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in ``path`` (stripped); raises KubeconfigError without its value."""
+    token = _read_small(path, "token file").decode("utf-8", "replace").strip()
+    if not token:
+        raise KubeconfigError(f"token file {path} is empty")
+    return token
+
+
+def _ssl_context(parts: _Parts, scratch_dir: Path | None) -> ssl.SSLContext:
+    try:
+        if parts.insecure:  # --insecure allowed it: nothing to verify the server with
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        elif parts.ca_data is not None:
+            ctx = ssl.create_default_context(cadata=parts.ca_data.decode("ascii", "replace"))
+        elif parts.ca_file is not None:
+            _read_small(parts.ca_file, "certificate-authority")  # a clear error if missing
+            ctx = ssl.create_default_context(cafile=str(parts.ca_file))
+        else:
+            ctx = ssl.create_default_context()
+    except (ssl.SSLError, ValueError) as exc:
+        raise KubeconfigError(f"{parts.source}: the API server CA bundle could not be loaded "
+                              f"({_ssl_reason(exc)})") from None
+    if parts.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if parts.cert_file or parts.cert_data:
+        _load_client_cert(ctx, parts, scratch_dir)
+    elif parts.key_file or parts.key_data:
+        raise KubeconfigError(f"{parts.source}: client-key given without client-certificate")
+    return ctx
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or type(exc).__name__)
+
+
+def _load_client_cert(ctx: ssl.SSLContext, parts: _Parts, scratch_dir: Path | None) -> None:
+    """Load the client certificate and key; embedded data goes through a private temp dir."""
+    if scratch_dir is not None:
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kca-", dir=scratch_dir) as tmp:
+        Path(tmp).chmod(0o700)  # mkdtemp already does; be explicit for reviewers
+        cert = parts.cert_file or _private_file(Path(tmp) / "client.crt", parts.cert_data)
+        key = parts.key_file or (
+            _private_file(Path(tmp) / "client.key", parts.key_data) if parts.key_data else None)
+        for p, what in ((cert, "client-certificate"), (key, "client-key")):
+            if p is not None:
+                _read_small(p, what)  # a clear not-found / permission error
+        try:
+            ctx.load_cert_chain(certfile=str(cert), keyfile=str(key) if key else None)
+        except (ssl.SSLError, ValueError) as exc:
+            names = f"{cert}" + (f" / {key}" if key else "")
+            label = "embedded client-certificate-data" if parts.cert_data else names
+            raise KubeconfigError(f"{parts.source}: client certificate and key {label} could "
+                                  f"not be loaded ({_ssl_reason(exc)})") from None
+
+
+def _private_file(path: Path, data: bytes | None) -> Path:
+    path.touch(mode=0o600)
+    path.write_bytes(data or b"")
+    return path
+
+
+def _describe_auth(parts: _Parts) -> str:
+    if parts.cert_file:
+        return f"client certificate {parts.cert_file}"
+    if parts.cert_data:
+        return f"client certificate embedded in {parts.source}"
+    if parts.token_file:
+        return f"token from {parts.token_file}"
+    if parts.token:
+        return f"token embedded in {parts.source}"
+    return "none"
+
+
+def load_credentials(api: ApiSettings, *, scratch_dir: Path | None = None,
+                     candidates: tuple[str, ...] = DEFAULT_KUBECONFIGS
+                     ) -> Credentials | ApiError:
+    """Credentials from the kubeconfig and flags, or ``ApiError(NOT_CONFIGURED)``."""
+    path = find_kubeconfig(api, candidates)
+    try:
+        parts = _parts_from_kubeconfig(path) if path is not None else _Parts()
+        _apply_flags(parts, api)
+        if not parts.server:
+            if path is None:
+                return _fail("no kubeconfig found (tried " + ", ".join(candidates)
+                             + "); give --kubeconfig, or --server with --token-file")
+            raise KubeconfigError(f"kubeconfig {path}: the current cluster has no server")
+        if not parts.server.startswith("https://"):
+            raise KubeconfigError(f"{parts.source}: server {parts.server!r} is not https://")
+        token = parts.token
+        if parts.token_file is not None:
+            token = read_token(parts.token_file)
+        ctx = _ssl_context(parts, scratch_dir)
+    except KubeconfigError as exc:
+        return _fail(str(exc))
+    return Credentials(server=parts.server.rstrip("/"), ssl_context=ctx, token=token,
+                       source=parts.source, auth=_describe_auth(parts),
+                       token_file=parts.token_file)
