@@ -1,0 +1,311 @@
+"""Prometheus exposition of the agent's state: every metric name, HELP and label lives here.
+
+:class:`AgentCollector` is a prometheus_client custom collector: each ``collect()`` builds
+fresh metric families from the immutable :class:`~agent.model.AgentState` that
+``get_state()`` returns, so a scrape never touches the disk and never sees half an update.
+:func:`render` gives the same families as text exposition for node_exporter's textfile
+collector (no client-side timestamps: node_exporter refuses files that carry them).
+
+Conventions: prefix ``kubelet_cert_agent_``, base units, instants as
+``*_timestamp_seconds`` (never a "seconds left" that goes stale between scrapes), counters
+end in ``_total``, and the HELP text of a family is a constant (node_exporter drops series
+whose HELP differs between files). ``kubelet_cert_agent_status`` is a gauge holding the
+Nagios code of the overall verdict: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (no evaluation
+published yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import structlog
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agent import __version__
+from agent.model import (
+    AgentState,
+    AgentStats,
+    ApiState,
+    CertFile,
+    CertInfo,
+    CsrState,
+    Evaluation,
+    KeyMatch,
+    ReadProblem,
+    Role,
+    Snapshot,
+    Status,
+)
+
+PREFIX = "kubelet_cert_agent_"
+CERT_LABELS = ("role", "path", "target", "serial", "subject", "issuer")
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family: its name (with ``_total`` for counters), type, HELP and labels."""
+
+    name: str
+    kind: Literal["gauge", "counter"]
+    help: str
+    labels: tuple[str, ...] = ()
+
+    def new(self) -> GaugeMetricFamily | CounterMetricFamily:
+        """A fresh, empty family to add samples to."""
+        if self.kind == "counter":
+            return CounterMetricFamily(self.name, self.help, labels=self.labels)
+        return GaugeMetricFamily(self.name, self.help, labels=self.labels)
+
+
+def _f(name: str, kind: Literal["gauge", "counter"], help_: str, *labels: str) -> Family:
+    return Family(PREFIX + name, kind, help_, labels)
+
+
+# -- per certificate (live certificates and trust anchors, role "ca") ----------------------
+CERT_NOT_BEFORE = _f("certificate_not_before_timestamp_seconds", "gauge",
+                     "Start of the certificate's validity (notBefore), Unix time.", *CERT_LABELS)
+CERT_NOT_AFTER = _f("certificate_not_after_timestamp_seconds", "gauge",
+                    "End of the certificate's validity (notAfter), Unix time.", *CERT_LABELS)
+CERT_WINDOW_START = _f("certificate_rotation_window_start_timestamp_seconds", "gauge",
+                       "Earliest instant the kubelet rotates this certificate "
+                       "(notBefore + 70% of the lifetime), Unix time.", *CERT_LABELS)
+CERT_WINDOW_END = _f("certificate_rotation_window_end_timestamp_seconds", "gauge",
+                     "Latest instant the kubelet rotates this certificate "
+                     "(notBefore + 90% of the lifetime), Unix time.", *CERT_LABELS)
+CERT_SELF_SIGNED = _f("certificate_self_signed", "gauge",
+                      "1 if the certificate is the kubelet's self-signed fallback or otherwise "
+                      "issued by a CA inside its own file.", *CERT_LABELS)
+CERT_KEY_MATCH = _f("certificate_key_match", "gauge",
+                    "1 if the private key belongs to the certificate, 0 if it does not; "
+                    "absent when no key could be compared.", *CERT_LABELS)
+CERT_TRUSTED = _f("certificate_trusted", "gauge",
+                  "1 if the certificate chains to a known trust anchor, 0 if not; "
+                  "absent when no trust anchor is known.", *CERT_LABELS)
+CERT_STALE = _f("certificate_stale", "gauge",
+                "1 if the file has become unreadable and these values are the last good ones.",
+                *CERT_LABELS)
+
+# -- verdict --------------------------------------------------------------------------------
+FINDING = _f("finding", "gauge", "1 for each active finding (code: see the README).",
+             "code", "severity", "path")
+STATUS = _f("status", "gauge",
+            "Overall verdict: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (nothing evaluated yet).")
+
+# -- history of timestamped generations ----------------------------------------------------
+HISTORY_GENERATIONS = _f("history_generations", "gauge",
+                         "Number of kubelet-<role>-<timestamp>.pem files in the cert dir.", "role")
+HISTORY_BYTES = _f("history_bytes", "gauge",
+                   "Total size of the kubelet-<role>-<timestamp>.pem files, bytes.", "role")
+LAST_ROTATION = _f("last_rotation_timestamp_seconds", "gauge",
+                   "When the current certificate of this role was issued (its notBefore), "
+                   "Unix time.", "role")
+
+# -- the agent itself ---------------------------------------------------------------------
+BUILD_INFO = _f("build_info", "gauge", "Always 1; the version label is the agent's version.",
+                "version")
+START_TIME = _f("start_time_seconds", "gauge", "When the agent started, Unix time.")
+LAST_EVALUATION = _f("last_evaluation_timestamp_seconds", "gauge",
+                     "When the published verdict was computed, Unix time.")
+EVALUATION_DURATION = _f("evaluation_duration_seconds", "gauge",
+                         "How long the last snapshot and evaluation took, seconds.")
+EVALUATIONS = _f("evaluations_total", "counter", "Evaluations run since the agent started.")
+READ_ERRORS = _f("read_errors_total", "counter",
+                 "Certificate file reads that failed, by problem.", "problem")
+FS_EVENTS = _f("filesystem_events_total", "counter",
+               "Filesystem events seen on the watched paths.")
+ROTATIONS = _f("rotations_observed_total", "counter",
+               "Certificate rotations (a new serial under -current.pem) seen by the agent.",
+               "role")
+TEXTFILE_ERRORS = _f("textfile_write_errors_total", "counter",
+                     "Failed writes of the node_exporter textfile.")
+
+# -- API server and serving CSRs (absent when offline) -------------------------------------
+CSR_PENDING = _f("serving_csr_pending", "gauge",
+                 "Number of this node's kubelet-serving CSRs waiting for approval.")
+CSR_OLDEST_PENDING = _f("serving_csr_oldest_pending_creation_timestamp_seconds", "gauge",
+                        "Creation time of this node's oldest pending kubelet-serving CSR, "
+                        "Unix time.")
+CSR_INFO = _f("serving_csr_info", "gauge", "1 for each of this node's kubelet-serving CSRs.",
+              "name", "state")
+API_REQUESTS = _f("apiserver_requests_total", "counter",
+                  "Requests the agent made to the API server, by outcome.", "outcome")
+API_LAST_SUCCESS = _f("apiserver_last_success_timestamp_seconds", "gauge",
+                      "When the API server last answered the agent successfully, Unix time.")
+API_UP = _f("apiserver_up", "gauge",
+            "1 if the agent's last request to the API server succeeded, 0 if it failed.")
+
+FAMILIES: tuple[Family, ...] = (
+    CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END, CERT_SELF_SIGNED,
+    CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS, HISTORY_GENERATIONS,
+    HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
+    EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
+    CSR_OLDEST_PENDING, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
+)
+
+# Counters are pre-initialised at 0 for these labels, so rate() works from the first scrape.
+_ROTATION_ROLES = (Role.CLIENT.value, Role.SERVER.value)
+
+
+def _ts(at: datetime) -> float:
+    return at.timestamp()
+
+
+def _bool(flag: bool) -> float:
+    return 1.0 if flag else 0.0
+
+
+class _Builder:
+    """Collects samples per family, dropping duplicate label sets (Prometheus rejects them)."""
+
+    def __init__(self) -> None:
+        self._families: dict[Family, GaugeMetricFamily | CounterMetricFamily] = {}
+        self._seen: set[tuple[str, tuple[str, ...]]] = set()
+
+    def add(self, family: Family, value: float, labels: Sequence[str] = ()) -> None:
+        key = (family.name, tuple(labels))
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        metric = self._families.get(family)
+        if metric is None:
+            metric = self._families[family] = family.new()
+        metric.add_metric(list(labels), value)
+
+    def metrics(self) -> list[Metric]:
+        return list(self._families.values())
+
+
+def _cert_labels(cert_file: CertFile, info: CertInfo, role: str) -> tuple[str, ...]:
+    return (role, cert_file.path, cert_file.target or "", info.serial.lower(), info.subject,
+            info.issuer)
+
+
+def _add_cert(out: _Builder, cert_file: CertFile, info: CertInfo, *, anchor: bool) -> None:
+    labels = _cert_labels(cert_file, info, Role.TRUST_ANCHOR.value if anchor
+                          else cert_file.role.value)
+    out.add(CERT_NOT_BEFORE, _ts(info.not_before), labels)
+    out.add(CERT_NOT_AFTER, _ts(info.not_after), labels)
+    if not anchor:  # a CA is not rotated by the kubelet: no window to report
+        out.add(CERT_WINDOW_START, _ts(info.rotation_window_start), labels)
+        out.add(CERT_WINDOW_END, _ts(info.rotation_window_end), labels)
+    out.add(CERT_SELF_SIGNED, _bool(cert_file.self_signed), labels)
+    if cert_file.key_match in (KeyMatch.MATCH, KeyMatch.MISMATCH):
+        out.add(CERT_KEY_MATCH, _bool(cert_file.key_match is KeyMatch.MATCH), labels)
+    if cert_file.trusted is not None:
+        out.add(CERT_TRUSTED, _bool(cert_file.trusted), labels)
+    out.add(CERT_STALE, _bool(cert_file.stale_since is not None), labels)
+
+
+def _add_certificates(out: _Builder, snapshot: Snapshot) -> None:
+    for cert_file in snapshot.certs:
+        if cert_file.leaf is not None:
+            _add_cert(out, cert_file, cert_file.leaf, anchor=False)
+    for anchor in snapshot.anchors:
+        # A CA bundle holds several CAs: each is a trust anchor that can expire.
+        for info in anchor.chain or ((anchor.leaf,) if anchor.leaf else ()):
+            _add_cert(out, anchor, info, anchor=True)
+
+
+def _add_verdict(out: _Builder, evaluation: Evaluation) -> None:
+    out.add(STATUS, float(evaluation.status))
+    for finding in evaluation.findings:
+        out.add(FINDING, 1.0, (finding.code, finding.severity.label, finding.path or ""))
+
+
+def _add_history(out: _Builder, snapshot: Snapshot) -> None:
+    for history in snapshot.history:
+        role = history.role.value
+        out.add(HISTORY_GENERATIONS, float(history.count), (role,))
+        out.add(HISTORY_BYTES, float(history.total_bytes), (role,))
+        current = snapshot.cert(history.role)
+        # The generation file names carry the kubelet's *local* time; notBefore is UTC.
+        if current is not None and current.leaf is not None:
+            out.add(LAST_ROTATION, _ts(current.leaf.not_before), (role,))
+
+
+def _add_stats(out: _Builder, stats: AgentStats, evaluation: Evaluation) -> None:
+    if stats.started_at is not None:
+        out.add(START_TIME, _ts(stats.started_at))
+    out.add(LAST_EVALUATION, _ts(stats.last_evaluation or evaluation.now))
+    out.add(EVALUATION_DURATION, stats.last_evaluation_duration_seconds)
+    out.add(EVALUATIONS, float(stats.evaluations_total))
+    for problem, count in stats.read_errors_total:
+        out.add(READ_ERRORS, float(count), (problem,))
+    for known in ReadProblem:
+        out.add(READ_ERRORS, 0.0, (known.value,))
+    out.add(FS_EVENTS, float(stats.fs_events_total))
+    for role, count in stats.rotations_total:
+        out.add(ROTATIONS, float(count), (role,))
+    for role in _ROTATION_ROLES:
+        out.add(ROTATIONS, 0.0, (role,))
+    out.add(TEXTFILE_ERRORS, float(stats.textfile_errors_total))
+
+
+def _add_api(out: _Builder, api: ApiState) -> None:
+    pending = [c for c in api.csrs if c.state is CsrState.PENDING]
+    out.add(CSR_PENDING, float(len(pending)))
+    if pending:
+        out.add(CSR_OLDEST_PENDING, min(_ts(c.created) for c in pending))
+    for csr in api.csrs:
+        out.add(CSR_INFO, 1.0, (csr.name, csr.state.value))
+    for outcome, count in api.requests_by_outcome:
+        out.add(API_REQUESTS, float(count), (outcome,))
+    if api.last_success is not None:
+        out.add(API_LAST_SUCCESS, _ts(api.last_success))
+    out.add(API_UP, _bool(api.error is None))
+
+
+def build_metrics(state: AgentState | None) -> list[Metric]:
+    """Every metric family for ``state``; only build info and status 3 when it is None."""
+    out = _Builder()
+    out.add(BUILD_INFO, 1.0, (__version__,))
+    if state is None:
+        out.add(STATUS, float(Status.UNKNOWN))
+        return out.metrics()
+    snapshot = state.evaluation.snapshot
+    _add_verdict(out, state.evaluation)
+    _add_certificates(out, snapshot)
+    _add_history(out, snapshot)
+    _add_stats(out, state.stats, state.evaluation)
+    if snapshot.api is not None:
+        _add_api(out, snapshot.api)
+    return out.metrics()
+
+
+class AgentCollector:
+    """A custom collector rendering whatever ``get_state()`` returns at scrape time.
+
+    Never reads files and never raises: if ``get_state`` or rendering fails, the scrape
+    still answers with build info and status 3 (UNKNOWN), and the error is logged.
+    """
+
+    def __init__(self, get_state: Callable[[], AgentState | None]) -> None:
+        self._get_state = get_state
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            return build_metrics(self._get_state())
+        except Exception as exc:  # a scrape must answer even if a state is malformed
+            _log.error("metrics_render_failed", error=f"{type(exc).__name__}: {exc}")
+            return build_metrics(None)
+
+    def describe(self) -> Iterator[Metric]:
+        # Nothing to describe up front: the families depend on the state at scrape time.
+        return iter(())
+
+
+def registry_for(get_state: Callable[[], AgentState | None]) -> CollectorRegistry:
+    """A fresh registry holding only an :class:`AgentCollector`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(get_state))
+    return registry
+
+
+def render(state: AgentState | None) -> bytes:
+    """Text exposition (format 0.0.4) of ``state``, without timestamps, for the textfile."""
+    return generate_latest(registry_for(lambda: state))
