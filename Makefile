@@ -33,5 +33,41 @@ unit: $(VENV)/.installed
 bench: $(VENV)/.installed
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
+## deb / rpm / packages: build dist/*.deb and dist/*.rpm with nfpm (see packaging/README.md)
+# VERSION: the one in pyproject.toml unless overridden (package-check builds VERSION=<v>+1).
+ifndef VERSION
+VERSION := $(shell $(PY) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+endif
+# ARCH in Go's naming (amd64, arm64): nfpm translates it to x86_64 / aarch64 for rpm.
+ARCH ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+# The target distribution's interpreter the packaged venv is built for and runs with.
+PKG_PYTHON ?= /usr/bin/python3.11
+NFPM := $(BIN)/nfpm
+NFPM_CONFIG ?= packaging/nfpm.yaml
+DIST ?= dist
+export VERSION ARCH
+
+build/venv.stamp: pyproject.toml packaging/build-venv.sh $(shell find agent -name '*.py')
+	PYTHON=$(PKG_PYTHON) packaging/build-venv.sh build/venv
+	touch $@
+
+build/changelog.gz: packaging/deb/changelog
+	mkdir -p build
+	gzip -9nc $< > $@
+
+deb: $(VENV)/.installed build/venv.stamp build/changelog.gz
+	mkdir -p $(DIST)
+	$(NFPM) package --config $(NFPM_CONFIG) --packager deb --target $(DIST)/
+
+rpm: $(VENV)/.installed build/venv.stamp
+	mkdir -p $(DIST)
+	$(NFPM) package --config $(NFPM_CONFIG) --packager rpm --target $(DIST)/
+
+packages: deb rpm
+
+## package-check: build both packages, install/upgrade/purge the .deb here, lint both (needs root)
+package-check: $(VENV)/.installed
+	packaging/check-packages.sh
+
 clean:
 	rm -rf $(VENV) build dist $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis
