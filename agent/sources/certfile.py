@@ -1,0 +1,194 @@
+"""One certificate file -> :class:`agent.model.CertFile`; trust anchors; ``--watch`` paths.
+
+Reading follows :mod:`agent.sources.files` (bounded, never blocks), parsing follows
+:mod:`agent.sources.parse`. A private key (in the file or in ``key_path``) is read only
+to compare its public key with the leaf's.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from agent.model import CertFile, KeyMatch, LinkState, ReadError, ReadProblem, Role
+from agent.sources.files import problem_for, read_file
+from agent.sources.parse import ParsedBundle, parse_bundle, parse_key
+
+CERT_SUFFIXES = (".crt", ".pem", ".cer", ".der")
+KEY_SUFFIX = ".key"
+
+
+def load_cert_file(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes: int,
+                   *, read_path: str | None = None, link: LinkState | None = None,
+                   key_path: str | None = None,
+                   pre_stat: os.stat_result | None = None) -> CertFile:
+    """Read and parse ``read_path`` (default ``path``) into a CertFile. Never raises."""
+    return _load(role, path, anchors, max_bytes, read_path=read_path, link=link,
+                 key_path=key_path, pre_stat=pre_stat)[0]
+
+
+def _load(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes: int,
+          *, read_path: str | None, link: LinkState | None, key_path: str | None,
+          pre_stat: os.stat_result | None) -> tuple[CertFile, ParsedBundle | None]:
+    target = read_path or path
+
+    def result(size: int | None, read_error: ReadError | None = None, **facts: Any) -> CertFile:
+        return CertFile(role=role, path=path, target=target, link=link, key_path=key_path,
+                        size=size, read_error=read_error, **facts)
+
+    try:
+        st = pre_stat or os.stat(target)
+    except OSError as exc:
+        return result(None, problem_for(exc, target)), None
+    cache_key = _cache_key(target, st, anchors) if stat.S_ISREG(st.st_mode) else None
+    parsed = _PARSED.get(cache_key) if cache_key else None
+    size: int | None = st.st_size
+    if parsed is None:
+        read = read_file(target, max_bytes, pre_stat=st)
+        if read.error is not None:
+            return result(read.size, read.error), None
+        assert read.data is not None  # noqa: S101 - read_file returns data when error is None
+        parsed, size = parse_bundle(read.data, anchors), read.size
+        if cache_key and size == st.st_size:  # read what was stat'ed: safe to reuse
+            keep = parsed if role is Role.TRUST_ANCHOR else replace(parsed, x509_certificates=())
+            _PARSED.put(cache_key, keep)
+    if parsed.error is not None:
+        return result(size, parsed.error), parsed
+    key_match, key_error = _key_match(parsed, key_path, max_bytes)
+    return result(size, chain=parsed.certificates, leaf=parsed.leaf, key_match=key_match,
+                  key_error=key_error, trusted=parsed.chain_verified_to_anchor,
+                  self_signed=parsed.self_signed), parsed
+
+
+CacheKey = tuple[object, ...]
+
+
+def _cache_key(path: str, st: os.stat_result,
+               anchors: Sequence[x509.Certificate]) -> CacheKey:
+    """A file is unchanged while path, inode, size, mtime and ctime are (ctime cannot be set)."""
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+            tuple(anchors))
+
+
+class _ParseCache:
+    """A bounded, thread-safe LRU of parse results (certificates only: no key bytes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[CacheKey, ParsedBundle] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: CacheKey) -> ParsedBundle | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: CacheKey, parsed: ParsedBundle) -> None:
+        with self._lock:
+            self._items[key] = parsed
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+# Rebuilding the snapshot on every change re-stats each file but re-reads and re-parses
+# only the files that changed. 16,384 entries of certificate facts: ~25 MB at most.
+_PARSED = _ParseCache(16_384)
+
+
+def clear_cache() -> None:
+    """Forget every cached parse (benchmarks measure cold builds)."""
+    _PARSED.clear()
+
+
+def _key_match(parsed: ParsedBundle, key_path: str | None,
+               max_bytes: int) -> tuple[KeyMatch, ReadError | None]:
+    """A separate key file wins over a key inside the bundle (the kubelet's order)."""
+    if key_path is not None:
+        read = read_file(key_path, max_bytes)
+        if read.error is not None:
+            absent = read.error.problem is ReadProblem.NOT_FOUND
+            return (KeyMatch.ABSENT if absent else KeyMatch.UNREADABLE), read.error
+        assert read.data is not None  # noqa: S101
+        spki, error = parse_key(read.data)
+    elif parsed.key_present:
+        spki, error = parsed.key_spki_sha256, parsed.key_error
+    else:
+        return KeyMatch.ABSENT, None
+    if error is not None or spki is None or parsed.leaf is None:
+        return KeyMatch.UNREADABLE, error
+    return (KeyMatch.MATCH if spki == parsed.leaf.spki_sha256 else KeyMatch.MISMATCH), None
+
+
+def load_anchors(paths: Iterable[str], max_bytes: int) -> tuple[
+        tuple[CertFile, ...], tuple[x509.Certificate, ...]]:
+    """Trust-anchor files (deduplicated, in order) and every certificate they hold."""
+    files: list[CertFile] = []
+    certs: list[x509.Certificate] = []
+    for path in dict.fromkeys(os.path.abspath(p) for p in paths):
+        cert_file, parsed = _load(Role.TRUST_ANCHOR, path, (), max_bytes, read_path=None,
+                                      link=None, key_path=None, pre_stat=None)
+        files.append(cert_file)
+        if parsed is not None and parsed.error is None:
+            certs.extend(parsed.x509_certificates)
+    return tuple(files), tuple(certs)
+
+
+def load_watched(paths: Iterable[Path], anchors: Sequence[x509.Certificate],
+                 max_bytes: int) -> tuple[CertFile, ...]:
+    """Every ``--watch`` file, and the certificates in every ``--watch`` directory.
+
+    A directory is read non-recursively: every regular file named ``*.crt``, ``*.pem``,
+    ``*.cer`` or ``*.der`` (reported even when broken), plus any other regular file that
+    parses as a certificate. ``*.key`` files and non-regular entries are never opened.
+    Sorted by path, one entry per path.
+    """
+    found: dict[str, CertFile] = {}
+    for given in paths:
+        path = os.path.abspath(given)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            found[path] = CertFile(role=Role.WATCHED, path=path, read_error=problem_for(exc, path))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            found.update((c.path, c) for c in _scan_dir(path, anchors, max_bytes))
+        else:
+            found[path] = load_cert_file(Role.WATCHED, path, anchors, max_bytes, pre_stat=st)
+    return tuple(found[p] for p in sorted(found))
+
+
+def _scan_dir(directory: str, anchors: Sequence[x509.Certificate],
+              max_bytes: int) -> list[CertFile]:
+    try:
+        with os.scandir(directory) as it:
+            entries = [e for e in it if not e.name.endswith(KEY_SUFFIX)]
+    except OSError as exc:
+        return [CertFile(role=Role.WATCHED, path=directory,
+                         read_error=problem_for(exc, directory))]
+    out: list[CertFile] = []
+    for entry in entries:
+        try:
+            if not entry.is_file():  # FIFOs, devices, sockets, sub-directories: never opened
+                continue
+            st = entry.stat()
+        except OSError:
+            continue  # vanished or a dangling link: not a certificate we can watch
+        cert_file, parsed = _load(Role.WATCHED, entry.path, anchors, max_bytes, read_path=None,
+                                  link=None, key_path=None, pre_stat=st)
+        if entry.name.lower().endswith(CERT_SUFFIXES) or (parsed and parsed.error is None):
+            out.append(cert_file)
+    return out
