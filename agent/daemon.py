@@ -1,0 +1,304 @@
+"""``kubelet-cert-agent run``: watch the kubelet's certificates and publish verdicts.
+
+One step, :meth:`Daemon.run_once`, does all the work: rebuild the snapshot (keeping the
+last good data of a file that became unreadable), judge it, hold back unsettled bad
+verdicts (:mod:`agent.settle`), log what changed (:mod:`agent.sinks.events`), publish to
+the :class:`~agent.state.StateHolder` that /metrics reads, and write the textfile.
+Tests call it directly with a fixed instant. :meth:`Daemon.serve` is the thin loop around
+it: wait for a relevant file event, the API monitor, the next instant a verdict can change
+by itself, the settle deadline or the systemd watchdog, never polling in a tight loop.
+
+Errors are data: nothing raises out of the loop; a failed step logs an event and the
+previous published state stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.checks import judge, next_change
+from agent.clock import Clock, Monotonic, monotonic, utcnow
+from agent.config import Settings, settings_from_args
+from agent.logging import configure, emit
+from agent.model import AgentState, AgentStats, ApiState, Evaluation, Role, Snapshot
+from agent.services import Services
+from agent.settle import Settler, changed_paths
+from agent.sinks.events import INPUT_UNREADABLE, diff, event, rotated_roles
+from agent.snapshot import build_snapshot, merge_stale
+from agent.state import (
+    StateHolder,
+    record_evaluation,
+    record_fs_events,
+    record_read_errors,
+    record_rotations,
+    record_textfile_error,
+)
+from agent.supervise import Notifier, Waker, add_run_arguments, settings_from_flags_file
+
+QUIET_SECONDS = 0.005  # a burst of fs events is over after this much silence...
+MAX_COALESCE_SECONDS = 0.1  # ...or after this long, whichever comes first
+MAX_IDLE_SECONDS = 300.0  # re-evaluate at least this often (clock jumps, missed events)
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    p = subparsers.add_parser(
+        "run", help="run as a daemon: watch, export metrics and log events",
+        description="Watch the kubelet's certificates with inotify and report them on "
+                    "/metrics, /healthz, /status, a node_exporter textfile and JSON log "
+                    "events. SIGHUP reloads, SIGTERM stops.")
+    add_run_arguments(p)
+    p.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Entry point of ``run``: signals, logging, then the loop until SIGTERM/SIGINT."""
+    settings = settings_from_args(args)
+    configure(settings.daemon.log_format)
+    flags_file = Path(args.flags_file) if args.flags_file else None
+    daemon = Daemon(settings, flags_file=flags_file, notifier=Notifier())
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
+    signal.set_wakeup_fd(daemon.waker.write_fd, warn_on_full_buffer=False)
+    return daemon.serve()
+
+
+class Daemon:
+    """The agent's state between evaluations, and the loop that drives them."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = utcnow,
+                 monotonic_clock: Monotonic = monotonic, flags_file: Path | None = None,
+                 notifier: Notifier | None = None, services: Services | None = None) -> None:
+        self.settings = settings
+        self.holder = StateHolder()
+        self.waker = Waker()
+        self.clock, self._monotonic = clock, monotonic_clock
+        self._flags_file = flags_file
+        self._notifier = notifier or Notifier(environ={})
+        self.services = services or Services(self)
+        self._settler = Settler(timedelta(seconds=settings.daemon.settle))
+        self.stats = AgentStats(started_at=clock())
+        self._snapshot: Snapshot | None = None  # last raw snapshot (stale data merged in)
+        self._published: Evaluation | None = None
+        self._api_lock = threading.Lock()
+        self._api_state: ApiState | None = None
+        self._api_changed = False
+        self._stop_requested = False
+        self._reload_requested = False
+        self._textfile_failing = False
+        self.healthy = False
+
+    # -- the step -------------------------------------------------------------------
+
+    def run_once(self, now: datetime, changed: Iterable[str] = (),
+                 fs_events: int = 0) -> AgentState | None:
+        """Evaluate at ``now`` and publish; never raises. Returns the published state.
+
+        ``changed`` are paths a watcher saw change (the snapshots are compared too).
+        """
+        started = self._monotonic()
+        try:
+            state = self._evaluate(now, changed, fs_events, started)
+        except Exception as exc:  # a bug must not stop the agent: log it, keep the last state
+            self.healthy = False
+            emit([event("evaluation_failed", "error", error=type(exc).__name__)])
+            return self.holder.get()
+        self.healthy = True
+        self._write_textfile(state)
+        return self.holder.get()
+
+    def _evaluate(self, now: datetime, changed: Iterable[str], fs_events: int,
+                  started: float) -> AgentState:
+        with self._api_lock:
+            api, self._api_changed = self._api_state, False
+        snapshot = merge_stale(self._snapshot, build_snapshot(self.settings.sources, now, api),
+                               now)
+        moved = set(changed) | changed_paths(self._snapshot, snapshot)
+        self._snapshot = snapshot
+        raw = judge(snapshot, now, self.settings.policy)
+        published = self._settler.apply(raw, self._published, moved)
+        events = diff(self._published, published)
+        self._published = published
+        roles = rotated_roles(events)
+        stats = record_rotations(self.stats, [r.value for r in roles])
+        stats = record_read_errors(stats, [str(e.as_dict()["problem"]) for e in events
+                                           if e.kind == INPUT_UNREADABLE])
+        stats = record_fs_events(stats, fs_events)
+        self.stats = record_evaluation(stats, now, self._monotonic() - started)
+        state = AgentState(evaluation=published, stats=self.stats)
+        self.holder.set(state)
+        emit(events)
+        if Role.CLIENT in roles:
+            self.services.credentials_changed()
+        return state
+
+    def _write_textfile(self, state: AgentState) -> None:
+        directory = self.settings.daemon.textfile_dir
+        if directory is None:
+            return
+        try:
+            from agent.sinks.metrics import render
+            from agent.sinks.textfile import write_textfile
+
+            write_textfile(directory, render(state))
+        except Exception as exc:  # counted, logged once per streak, never fatal
+            self.stats = record_textfile_error(self.stats)
+            self.holder.set(AgentState(evaluation=state.evaluation, stats=self.stats))
+            if not self._textfile_failing:
+                error = getattr(exc, "strerror", None) or type(exc).__name__
+                emit([event("textfile_write_failed", "error", directory=str(directory),
+                             error=str(error))])
+            self._textfile_failing = True
+            return
+        if self._textfile_failing:
+            emit([event("textfile_write_recovered", directory=str(directory))])
+        self._textfile_failing = False
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The last snapshot evaluated (raw, before settling)."""
+        return self._snapshot
+
+    def next_deadline(self, now: datetime) -> datetime | None:
+        """The earliest instant a verdict can change without new input (or a hold settles)."""
+        candidates = [self._settler.deadline()]
+        if self._snapshot is not None:
+            candidates.append(next_change(self._snapshot, now, self.settings.policy))
+        return min((c for c in candidates if c is not None), default=None)
+
+    # -- API monitor callback and requests from signals/other threads -------------------
+
+    def api_updated(self, state: ApiState) -> None:
+        """Called by the CSR monitor's thread: store and wake the loop."""
+        with self._api_lock:
+            self._api_state, self._api_changed = state, True
+        self.waker.wake()
+
+    def forget_api(self) -> None:
+        with self._api_lock:
+            self._api_state, self._api_changed = None, True
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        self.waker.wake()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self.waker.wake()
+
+    # -- reload -------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the flags file (if any) and apply it; counters and state are kept.
+
+        The next evaluation re-reads the kubelet config and the anchors in any case.
+        Returns False (and logs why) when the flags file is unreadable or invalid.
+        """
+        new = self.settings
+        if self._flags_file is not None:
+            try:
+                new = settings_from_flags_file(self._flags_file)
+            except (OSError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                emit([event("reload_failed", "error", flags_file=str(self._flags_file),
+                            error=reason)])
+                return False
+        old, self.settings = self.settings, new
+        self._settler.settle = timedelta(seconds=new.daemon.settle)
+        if new.daemon.log_format != old.daemon.log_format:
+            configure(new.daemon.log_format)
+        self.services.apply(old, new)
+        emit([event("reloaded", flags_file=str(self._flags_file) if self._flags_file else None,
+                    cert_dir=str(new.sources.cert_dir), offline=new.api.offline)])
+        return True
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Run until :meth:`request_stop`; returns the exit code (0)."""
+        self.services.start()
+        emit([event("agent_started", version=__version__, pid=os.getpid(),
+                    node=self.settings.sources.node_name,
+                    cert_dir=str(self.settings.sources.cert_dir), **self.services.describe())])
+        try:
+            self._loop()
+        finally:
+            self._notifier.send("STOPPING=1")
+            self.services.stop()
+            emit([event("agent_stopped")])
+        return 0
+
+    def _loop(self) -> None:
+        due, changed, count = True, frozenset[str](), 0
+        last_eval = self._monotonic()
+        status_line = ""
+        while not self._stop_requested:
+            if self._reload_requested:
+                self._reload_requested = False
+                due = self.reload() or due
+            now = self.clock()
+            deadline = self.next_deadline(now)
+            rescan = False
+            if due or changed or (deadline is not None and deadline <= now) or (
+                    self._monotonic() - last_eval >= MAX_IDLE_SECONDS):
+                self.run_once(now, changed, count)
+                last_eval = self._monotonic()
+                # a change made before a new directory was watched produced no event
+                rescan = self.services.watch(self._snapshot)
+                status_line = self._notify(status_line)
+            if self.healthy:
+                self._notifier.send("WATCHDOG=1")
+            if not rescan and self.waker.wait(self._timeout(now)):
+                self._coalesce()
+            changed, overflowed, count = self.services.drain()
+            with self._api_lock:
+                due = rescan or overflowed or self._api_changed
+
+    def _timeout(self, now: datetime) -> float:
+        timeouts = [MAX_IDLE_SECONDS]
+        deadline = self.next_deadline(now)
+        if deadline is not None:
+            # a few ms late rather than early: waking before the instant would loop
+            timeouts.append(max(0.01, (deadline - now).total_seconds() + 0.005))
+        if self._notifier.watchdog_interval is not None:
+            timeouts.append(self._notifier.watchdog_interval)
+        return min(timeouts)
+
+    def _coalesce(self) -> None:
+        """Let a burst of events finish (the kubelet writes, links, removes, renames)."""
+        end = self._monotonic() + MAX_COALESCE_SECONDS
+        while self._monotonic() < end and not self._stop_requested:
+            if not self.waker.wait(QUIET_SECONDS):
+                return
+
+    def _notify(self, previous: str) -> str:
+        state = self.holder.get()
+        line = status_line(state.evaluation if state else None)
+        messages = [f"STATUS={line}"] if line != previous else []
+        if self.healthy and not self.services.ready_sent:
+            messages.insert(0, "READY=1")
+            self.services.ready_sent = True
+        if messages:
+            self._notifier.send(*messages)
+        return line
+
+
+def status_line(ev: Evaluation | None) -> str:
+    """One line for ``systemctl status``: the verdict and the worst findings."""
+    if ev is None:
+        return "UNKNOWN: no evaluation yet"
+    if not ev.findings:
+        return "OK: no findings"
+    codes = sorted({f.code for f in ev.findings}, key=[f.code for f in ev.findings].index)
+    shown = ", ".join(codes[:3]) + (", ..." if len(codes) > 3 else "")
+    n = len(ev.findings)
+    return f"{ev.status.name}: {n} finding{'s' if n != 1 else ''} ({shown})"
+

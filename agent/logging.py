@@ -1,0 +1,53 @@
+"""Structured event log: one JSON object per line on stdout, or a console rendering.
+
+Under systemd, stdout goes to journald, which keeps each line with its own timestamp;
+the JSON line also carries ``ts`` (from :mod:`agent.clock`) so that a log shipped
+elsewhere stays ordered. Only :class:`agent.sinks.events.Event` values are logged:
+scalars that never hold file contents or key material.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from agent.clock import utcnow
+from agent.sinks.events import Event
+
+LOGGER_NAME = "kubelet-cert-agent"
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _timestamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+               ) -> MutableMapping[str, Any]:
+    event_dict.setdefault("ts", utcnow().isoformat(timespec="milliseconds")
+                          .replace("+00:00", "Z"))
+    return event_dict
+
+
+def configure(log_format: str = "json", stream: TextIO | None = None) -> None:
+    """Send events to ``stream`` (stdout) as JSON lines, or readable lines for ``console``.
+
+    Safe to call again (on reload) to switch the format.
+    """
+    renderer: Any
+    if log_format == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    else:
+        renderer = structlog.processors.JSONRenderer(sort_keys=True)
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, _timestamp, renderer],
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+
+
+def emit(events: Iterable[Event]) -> None:
+    """Log each event at its level, the event kind as the ``event`` key."""
+    log = structlog.get_logger(LOGGER_NAME)
+    for ev in events:
+        level = ev.level if ev.level in _LEVELS else "info"
+        getattr(log, level)(ev.kind, **ev.as_dict())

@@ -1,0 +1,169 @@
+"""The daemon's long-lived parts: HTTP endpoint, filesystem watcher, CSR monitor thread.
+
+Each part is optional and failure-tolerant: a port that cannot be bound, an inotify
+limit or a missing API module becomes a log event and the agent keeps running with
+what it has. ``apply`` restarts only the parts whose settings changed on reload.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from agent.config import Settings
+from agent.logging import emit
+from agent.model import Snapshot
+from agent.sinks.events import Event, event
+from agent.snapshot import input_paths, watch_dirs
+from agent.supervise import ApiThread, MonitorFactory, default_monitor_factory
+from agent.watch import ObserverFactory, Watcher
+
+if TYPE_CHECKING:
+    from agent.daemon import Daemon
+    from agent.sinks.http import MetricsServer
+
+
+class Services:
+    """Starts, restarts and stops the parts around a :class:`~agent.daemon.Daemon`."""
+
+    def __init__(self, daemon: Daemon, *, http: bool = True,
+                 observer_factory: ObserverFactory | None = None,
+                 monitor_factory: MonitorFactory = default_monitor_factory) -> None:
+        self._daemon = daemon
+        self._want_http = http
+        self._observer_factory = observer_factory
+        self._monitor_factory = monitor_factory
+        self.http: MetricsServer | None = None
+        self.watcher: Watcher | None = None
+        self.api: ApiThread | None = None
+        self.ready_sent = False
+
+    @property
+    def settings(self) -> Settings:
+        return self._daemon.settings
+
+    def start(self) -> None:
+        self._start_http()
+        self._start_watcher()
+        self._start_api()
+
+    def describe(self) -> dict[str, Any]:
+        """What runs, for the ``agent_started`` event."""
+        return {"listen": self.http.url if self.http else None,
+                "watch_mode": self.watcher.mode if self.watcher else None,
+                "textfile_dir": str(self.settings.daemon.textfile_dir or "") or None,
+                "offline": self.settings.api.offline}
+
+    def stop(self) -> None:
+        """Stop everything within about a second: HTTP shuts down in parallel."""
+        http, self.http = self.http, None
+        closer = threading.Thread(target=http.shutdown, daemon=True) if http else None
+        if closer is not None:
+            closer.start()
+        self._stop_watcher()
+        self._stop_api()
+        if closer is not None:
+            closer.join(0.6)
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    def _start_http(self) -> None:
+        if not self._want_http:
+            return
+        listen = self.settings.daemon.listen
+        try:
+            from agent.sinks.http import serve
+
+            self.http = serve(listen, self._daemon.holder.get)
+        except (OSError, ValueError) as exc:
+            error = getattr(exc, "strerror", None) or str(exc)
+            emit([event("http_failed", "error", listen=listen, error=str(error))])
+            return
+        emit([event("http_listening", listen=listen, url=self.http.url, port=self.http.port)])
+
+    # -- watcher ----------------------------------------------------------------------
+
+    def _start_watcher(self) -> None:
+        self.watcher = Watcher(self._daemon.waker.wake, poll=self.settings.daemon.poll,
+                               observer_factory=self._observer_factory, on_event=_emit_one)
+        self.watcher.start()
+
+    def _stop_watcher(self) -> None:
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.stop(0.3)
+
+    def watch(self, snapshot: Snapshot | None) -> bool:
+        """Point the watcher at the directories ``snapshot`` depends on (targets move).
+
+        True when a directory was added: changes made there before now were not seen.
+        """
+        if self.watcher is None or snapshot is None:
+            return False
+        sources = self.settings.sources
+        whole = [snapshot.cert_dir] + [os.path.abspath(p) for p in sources.watch_paths
+                                       if os.path.isdir(p)]
+        textfile = self.settings.daemon.textfile_dir
+        try:
+            return self.watcher.update(
+                watch_dirs(snapshot, sources), input_paths(snapshot, sources),
+                whole_dirs=whole, ignored_dirs=[str(textfile)] if textfile else [])
+        except Exception as exc:  # a watch problem must not stop evaluations
+            emit([event("watch_failed", "warning", error=type(exc).__name__)])
+            return False
+
+    def drain(self) -> tuple[frozenset[str], bool, int]:
+        if self.watcher is None:
+            return frozenset(), False, 0
+        return self.watcher.drain()
+
+    # -- API monitor ------------------------------------------------------------------
+
+    def _start_api(self) -> None:
+        if self.settings.api.offline:
+            return
+        try:
+            monitor = self._monitor_factory(self.settings.api, self.settings.sources.node_name,
+                                            self._daemon.clock, self._daemon.api_updated)
+        except Exception as exc:  # e.g. the API part is not installed
+            emit([event("api_disabled", "error", error=type(exc).__name__)])
+            return
+        self.api = ApiThread(monitor)
+        self.api.start()
+
+    def _stop_api(self) -> None:
+        api, self.api = self.api, None
+        if api is not None:
+            api.stop(0.2)
+
+    def credentials_changed(self) -> None:
+        """The client certificate rotated: the monitor must use the new one."""
+        if self.api is None:
+            return
+        try:
+            self.api.monitor.credentials_changed()
+        except Exception as exc:
+            emit([event("api_credentials_reload_failed", "warning", error=type(exc).__name__)])
+
+    # -- reload -----------------------------------------------------------------------
+
+    def apply(self, old: Settings, new: Settings) -> None:
+        """Restart the parts whose settings changed (the daemon holds ``new`` already)."""
+        if new.daemon.listen != old.daemon.listen and self._want_http:
+            http, self.http = self.http, None
+            if http is not None:
+                http.shutdown()
+            self._start_http()
+        if new.daemon.poll != old.daemon.poll:
+            self._stop_watcher()
+            self._start_watcher()
+        if new.api != old.api or new.sources.node_name != old.sources.node_name:
+            self._stop_api()
+            self._daemon.forget_api()
+            self._start_api()
+
+
+def _emit_one(ev: Event) -> None:
+    emit([ev])
+

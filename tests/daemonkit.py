@@ -1,0 +1,94 @@
+"""Helpers for the daemon tests: a real node tree, its settings, real kubelet rotations.
+
+Trees are written by :mod:`agent.pkigen` (the kubelet's exact file store and swap) under
+``tmp_path``; nothing here fakes a file or a clock beyond passing fixed instants.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+from agent import pkigen
+from agent.config import ApiSettings, DaemonSettings, Settings, SourceSettings
+from agent.daemon import Daemon
+from agent.model import Policy
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+NODE = "node1"
+T = TypeVar("T")
+
+
+@dataclass
+class Node:
+    """A kubeadm-style node under ``root`` and how to rotate its certificates."""
+
+    root: Path
+    pki: pkigen.NodePki
+    config: Path
+    serials: list[str] = field(default_factory=list)
+
+    @property
+    def cert_dir(self) -> Path:
+        return self.pki.cert_dir
+
+    def current(self, role: str = "client") -> Path:
+        return self.cert_dir / f"kubelet-{role}-current.pem"
+
+    def settings(self, **daemon: object) -> Settings:
+        sources = SourceSettings(cert_dir=self.cert_dir, kubelet_config=self.config,
+                                 node_name=NODE)
+        return Settings(sources=sources, api=ApiSettings(offline=True), policy=Policy(),
+                        daemon=replace(DaemonSettings(), **daemon))  # type: ignore[arg-type]
+
+    def write_generation(self, role: str, at: datetime, *,
+                         lifetime: timedelta = timedelta(days=365),
+                         written_at: datetime | None = None) -> tuple[Path, str]:
+        """A new ``kubelet-<role>-<timestamp>.pem`` (not linked yet) and its serial."""
+        make = pkigen.kubelet_client if role == "client" else pkigen.kubelet_server
+        issued = make(self.pki.ca, NODE, at, lifetime)
+        path = pkigen.write_generation(self.cert_dir, role, issued, written_at or at)
+        return path, format(issued.cert.serial_number, "x")
+
+    def rotate(self, role: str, at: datetime, *, stop_after: int | None = None,
+               written_at: datetime | None = None) -> str:
+        """What the kubelet does: write a new generation, then swap the links."""
+        path, serial = self.write_generation(role, at, written_at=written_at)
+        pkigen.kubelet_swap(self.cert_dir, role, path, stop_after=stop_after)
+        self.serials.append(serial)
+        return serial
+
+
+def build(root: Path, now: datetime = NOW) -> Node:
+    """A node healthy at ``now``: client (with history) and server certs, CA, config."""
+    pki = pkigen.build_node(root, NODE, now, fallback=False)
+    doc = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+           "serverTLSBootstrap": True, "rotateCertificates": True,
+           "authentication": {"x509": {"clientCAFile": str(pki.ca_file)}}}
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    return Node(root=root, pki=pki, config=config)
+
+
+def daemon_for(node: Node, **daemon: object) -> Daemon:
+    """An in-process daemon on ``node``; nothing started until ``serve()``."""
+    return Daemon(node.settings(**daemon))
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "condition",
+             interval: float = 0.005) -> T:
+    """Poll ``probe`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
