@@ -9,19 +9,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
-
-import yaml
 
 from agent import pkigen
 from agent.config import ApiSettings, DaemonSettings, Settings, SourceSettings
 from agent.daemon import Daemon
 from agent.model import Policy
+from tests import nodetree
 
-NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-NODE = "node1"
+NOW = nodetree.NOW
+NODE = nodetree.NODE
+
 T = TypeVar("T")
 
 
@@ -67,13 +67,8 @@ class Node:
 
 def build(root: Path, now: datetime = NOW) -> Node:
     """A node healthy at ``now``: client (with history) and server certs, CA, config."""
-    pki = pkigen.build_node(root, NODE, now, fallback=False)
-    doc = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-           "serverTLSBootstrap": True, "rotateCertificates": True,
-           "authentication": {"x509": {"clientCAFile": str(pki.ca_file)}}}
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    return Node(root=root, pki=pki, config=config)
+    tree = nodetree.healthy_node(root, at=now)
+    return Node(root=tree.root, pki=tree.pki, config=tree.config)
 
 
 def daemon_for(node: Node, **daemon: object) -> Daemon:

@@ -1,11 +1,12 @@
 """A fully populated, deterministic AgentState for the metrics, textfile and HTTP tests.
 
-Built from the model dataclasses directly so that every metric value is known exactly;
-the tests that need real files use agent.pkigen + agent.snapshot on top of this.
+Built with the hand-built model factory (tests/snapshots.py) so that every metric value is
+known exactly; the tests that need real files use tests/nodetree.real_node_state instead.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from agent import codes
@@ -22,8 +23,6 @@ from agent.model import (
     Evaluation,
     Finding,
     KeyMatch,
-    KubeletConfigInfo,
-    LinkState,
     ReadError,
     ReadProblem,
     Role,
@@ -31,25 +30,25 @@ from agent.model import (
     Severity,
     Snapshot,
 )
+from tests import snapshots as hand
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 NODE = "node-1"
-PKI = "/var/lib/kubelet/pki"
+PKI = hand.CERT_DIR
 CLIENT_PATH = f"{PKI}/kubelet-client-current.pem"
 CLIENT_TARGET = f"{PKI}/kubelet-client-2025-01-01-00-05-00.pem"
 SERVER_PATH = f"{PKI}/kubelet-server-current.pem"
 SERVER_TARGET = f"{PKI}/kubelet-server-2025-03-01-00-00-00.pem"
 SELF_SIGNED_PATH = f"{PKI}/kubelet.crt"
 BROKEN_PATH = "/etc/kubernetes/pki/broken.crt"
-CA_PATH = "/etc/kubernetes/pki/ca.crt"
+CA_PATH = hand.CA
 NODE_SUBJECT = f"CN=system:node:{NODE},O=system:nodes"
 
 
 def cert_info(serial: str, not_before: datetime, days: int, *, subject: str = NODE_SUBJECT,
               issuer: str = "CN=kubernetes", is_ca: bool = False) -> CertInfo:
-    return CertInfo(subject=subject, issuer=issuer, serial=serial,
-                    fingerprint_sha256="ab" * 32, not_before=not_before,
-                    not_after=not_before + timedelta(days=days), is_ca=is_ca)
+    return hand.cert(not_before, not_before + timedelta(days=days), subject=subject,
+                     issuer=issuer, serial=serial, fingerprint_sha256="ab" * 32, is_ca=is_ca)
 
 
 CLIENT_LEAF = cert_info("0a1b2c", datetime(2025, 1, 1, tzinfo=UTC), 365)
@@ -65,11 +64,7 @@ PENDING_OLDEST = NOW - timedelta(hours=2)
 
 def certs() -> tuple[CertFile, ...]:
     return (
-        CertFile(role=Role.CLIENT, path=CLIENT_PATH, target=CLIENT_TARGET,
-                 link=LinkState(path=CLIENT_PATH, is_symlink=True, target=CLIENT_TARGET,
-                                resolved=CLIENT_TARGET),
-                 size=1200, chain=(CLIENT_LEAF,), leaf=CLIENT_LEAF,
-                 key_match=KeyMatch.MATCH, trusted=True),
+        hand.current(Role.CLIENT, CLIENT_LEAF, stamp="2025-01-01-00-05-00"),
         CertFile(role=Role.SERVER, path=SERVER_PATH, target=SERVER_TARGET,
                  read_error=ReadError(ReadProblem.PERMISSION_DENIED, "permission denied"),
                  chain=(SERVER_LEAF,), leaf=SERVER_LEAF, key_match=KeyMatch.MISMATCH,
@@ -91,23 +86,20 @@ def api_state() -> ApiState:
         CsrInfo(name="csr-done", created=NOW - timedelta(days=90), state=CsrState.ISSUED,
                 username=f"system:node:{NODE}", signer="kubernetes.io/kubelet-serving"),
     )
-    return ApiState(server="https://10.0.0.1:6443", last_success=NOW - timedelta(seconds=30),
+    return ApiState(server=hand.SERVER_URL, last_success=NOW - timedelta(seconds=30),
                     csrs=csrs, requests_by_outcome=(("success", 10), ("auth-failed", 2)))
 
 
 def failing_api_state() -> ApiState:
-    return ApiState(server="https://10.0.0.1:6443", last_success=None,
+    return ApiState(server=hand.SERVER_URL, last_success=None,
                     error=ApiError(ApiProblem.UNREACHABLE, "connection refused",
                                    consecutive_failures=4),
                     requests_by_outcome=(("unreachable", 4),))
 
 
 def snapshot(api: ApiState | None = None) -> Snapshot:
-    return Snapshot(
-        taken_at=NOW, node_name=NODE, cert_dir=PKI,
-        kubelet_config=KubeletConfigInfo(path="/var/lib/kubelet/config.yaml", present=True,
-                                         server_tls_bootstrap=True, rotate_certificates=True),
-        certs=certs(),
+    return hand.snapshot(
+        *certs(), taken_at=NOW, node_name=NODE, cfg=hand.config(client_ca_file=None),
         anchors=(CertFile(role=Role.TRUST_ANCHOR, path=CA_PATH, target=CA_PATH,
                           chain=(CA_1, CA_2), leaf=CA_1),),
         history=(RoleHistory(role=Role.CLIENT, count=3, total_bytes=3000),
@@ -139,7 +131,5 @@ def full_state() -> AgentState:
 def quiet_state() -> AgentState:
     """A healthy offline node: no findings, no API, default counters."""
     snap = snapshot()
-    healthy = Snapshot(taken_at=snap.taken_at, node_name=snap.node_name,
-                       cert_dir=snap.cert_dir, kubelet_config=snap.kubelet_config,
-                       certs=snap.certs[:1], anchors=snap.anchors, history=snap.history[:1])
+    healthy = replace(snap, certs=snap.certs[:1], history=snap.history[:1])
     return AgentState(evaluation=Evaluation(healthy, NOW, ()))

@@ -139,7 +139,7 @@ class TestSuspicious:
         assert check(req, snap=snap) == []
 
     def test_only_pending_csrs_are_suspicious(self) -> None:
-        bad = {"request_other_sans": ("email:evil@example.com",)}
+        bad: dict[str, Any] = {"request_other_sans": ("email:evil@example.com",)}
         found = check(csr("csr-a", MIN * 3, CsrState.DENIED, **bad),
                       csr("csr-b", MIN * 2, CsrState.ISSUED, **bad))
         assert codes.SERVING_CSR_SUSPICIOUS not in codes_of(found)

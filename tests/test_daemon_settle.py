@@ -20,9 +20,9 @@ from agent.model import (
     ReadProblem,
     Role,
     Severity,
-    Snapshot,
 )
 from agent.settle import Settler, changed_paths
+from tests.snapshots import cert, evaluation, snapshot
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LINK = "/pki/kubelet-client-current.pem"
@@ -32,9 +32,8 @@ SETTLE = timedelta(seconds=2)
 
 
 def leaf(serial: str) -> CertInfo:
-    return CertInfo(subject="CN=system:node:n1", issuer="CN=kubernetes", serial=serial,
-                    fingerprint_sha256=serial * 8, not_before=T0 - timedelta(days=10),
-                    not_after=T0 + timedelta(days=355))
+    return cert(T0 - timedelta(days=10), T0 + timedelta(days=355), subject="CN=system:node:n1",
+                serial=serial, fingerprint_sha256=serial * 8)
 
 
 def linked(target: str | None = OLD, serial: str | None = "aa") -> CertFile:
@@ -45,10 +44,10 @@ def linked(target: str | None = OLD, serial: str | None = "aa") -> CertFile:
                     leaf=leaf(serial) if serial else None)
 
 
-def ev(seconds: float, cert: CertFile, *findings: Finding) -> Evaluation:
-    snap = Snapshot(taken_at=T0, node_name="n1", cert_dir="/pki",
-                    kubelet_config=KubeletConfigInfo(path=None), certs=(cert,))
-    return Evaluation(snapshot=snap, now=T0 + timedelta(seconds=seconds), findings=findings)
+def ev(seconds: float, file: CertFile, *findings: Finding) -> Evaluation:
+    snap = snapshot(file, taken_at=T0, node_name="n1", cert_dir="/pki",
+                    cfg=KubeletConfigInfo(path=None), anchors=())
+    return evaluation(snap, *findings, now=T0 + timedelta(seconds=seconds))
 
 
 MISSING = Finding(codes.CLIENT_CERT_MISSING, Severity.CRITICAL, "no client cert", LINK)

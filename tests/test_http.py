@@ -16,7 +16,7 @@ from agent.model import AgentState, Evaluation
 from agent.sinks.http import MetricsServer, parse_listen, serve
 from agent.sinks.jsonout import evaluation_to_dict
 from tests import metrics_fixtures as fx
-from tests.metrics_state import real_node_state
+from tests.nodetree import real_node_state
 
 
 class Published:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,10 +11,7 @@ import pytest
 
 from agent import codes
 from agent.model import (
-    ApiError,
     ApiProblem,
-    ApiState,
-    CsrInfo,
     CsrState,
     KeyMatch,
     LinkProblem,
@@ -24,16 +22,18 @@ from agent.model import (
     Severity,
 )
 from agent.sinks.jsonout import evaluation_to_dict, timestamp
-from tests.evalfactory import (
+from tests.snapshots import (
     CERT_DIR,
-    NOW,
-    cert_info,
+    SINK_NOW,
+    api,
+    api_error,
+    csr,
     evaluation,
     finding,
     healthy_snapshot,
-    linked,
-    replace,
-    snapshot,
+    sink_cert,
+    sink_link,
+    sink_snapshot,
 )
 
 # The documented interface (README, section "JSON status"): consumers rely on these keys.
@@ -140,18 +140,18 @@ class TestEvaluationToDict:
     def test_key_matches_is_true_false_or_null(self, key_match: KeyMatch,
                                                expected: bool | None) -> None:
         """key_matches is null when no key could be compared; key_match says why."""
-        cert = linked(Role.CLIENT, cert_info(NOW), key_match=key_match)
-        doc = evaluation_to_dict(evaluation(snapshot(cert)))["certificates"][0]
+        cert = sink_link(Role.CLIENT, sink_cert(SINK_NOW), key_match=key_match)
+        doc = evaluation_to_dict(evaluation(sink_snapshot(cert)))["certificates"][0]
         assert doc["key_matches"] is expected
         assert doc["key_match"] == key_match.value
 
     def test_unreadable_file_has_null_certificate_fields_and_its_errors(self) -> None:
         """A file with no certificate keeps every key, null, and explains itself."""
-        cert = linked(Role.SERVER, None, trusted=None, key_match=KeyMatch.ABSENT,
+        cert = sink_link(Role.SERVER, None, trusted=None, key_match=KeyMatch.ABSENT,
                       read_error=ReadError(ReadProblem.TRUNCATED, "PEM block never ends"),
                       link=LinkState(path="p", is_symlink=True, target="/x",
                                      problem=LinkProblem.NOT_REGULAR))
-        doc = evaluation_to_dict(evaluation(snapshot(cert)))["certificates"][0]
+        doc = evaluation_to_dict(evaluation(sink_snapshot(cert)))["certificates"][0]
         for key in ("subject", "issuer", "serial", "not_after", "rotation_window_end",
                     "trusted", "key_matches"):
             assert doc[key] is None, key
@@ -161,10 +161,10 @@ class TestEvaluationToDict:
 
     def test_stale_certificate_keeps_its_data_and_says_since_when(self) -> None:
         """A file that became unreadable reports its last good data and stale_since."""
-        cert = linked(Role.CLIENT, cert_info(NOW - timedelta(days=3)),
-                      stale_since=NOW - timedelta(minutes=5),
+        cert = sink_link(Role.CLIENT, sink_cert(SINK_NOW - timedelta(days=3)),
+                      stale_since=SINK_NOW - timedelta(minutes=5),
                       read_error=ReadError(ReadProblem.PERMISSION_DENIED, "EACCES"))
-        doc = evaluation_to_dict(evaluation(snapshot(cert)))["certificates"][0]
+        doc = evaluation_to_dict(evaluation(sink_snapshot(cert)))["certificates"][0]
         assert doc["stale_since"] == "2026-11-23T11:55:00Z"
         assert doc["serial"] == "1f2e3d"
         assert doc["read_error"]["problem"] == "permission-denied"
@@ -203,16 +203,12 @@ class TestEvaluationToDict:
 
     def test_api_state_with_csrs_and_error(self) -> None:
         """api carries the server, last success, the current error and each CSR."""
-        csr = CsrInfo(name="csr-abc", created=NOW - timedelta(hours=2), state=CsrState.PENDING,
-                      username="system:node:node1", signer="kubernetes.io/kubelet-serving",
-                      request_subject="CN=system:node:node1,O=system:nodes",
-                      request_dns_names=("node1",), request_ip_addresses=("10.0.0.1",))
-        api = ApiState(server="https://10.0.0.1:6443", last_success=NOW - timedelta(hours=1),
-                       csrs=(csr,), identity_username="system:node:node1",
-                       identity_groups=("system:nodes", "system:authenticated"),
-                       error=ApiError(ApiProblem.UNREACHABLE, "connection refused",
-                                      consecutive_failures=3, since=NOW))
-        doc = evaluation_to_dict(evaluation(replace(healthy_snapshot(), api=api)))["api"]
+        pending = csr("csr-abc", timedelta(hours=2), CsrState.PENDING, now=SINK_NOW,
+                      request_ip_addresses=("10.0.0.1",))
+        state = api(pending, last_success=SINK_NOW - timedelta(hours=1),
+                    error=api_error(ApiProblem.UNREACHABLE, 3, detail="connection refused",
+                                    since=SINK_NOW))
+        doc = evaluation_to_dict(evaluation(replace(healthy_snapshot(), api=state)))["api"]
         assert doc["server"] == "https://10.0.0.1:6443"
         assert doc["last_success"] == "2026-11-23T11:00:00Z"
         assert doc["stale"] is True

@@ -26,7 +26,7 @@ from agent.sinks import metrics
 from agent.sinks.metrics import AgentCollector, render
 from tests import metrics_fixtures as fx
 from tests.conftest import require_tool
-from tests.metrics_state import real_node_state
+from tests.nodetree import real_node_state
 from tests.secrets_scan import assert_no_key_material, key_markers
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "metrics" / "golden.prom"

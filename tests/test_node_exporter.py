@@ -16,7 +16,7 @@ from agent.sinks.metrics import render
 from agent.sinks.textfile import write_textfile
 from tests import metrics_fixtures as fx
 from tests.conftest import require_tool
-from tests.metrics_state import real_node_state
+from tests.nodetree import real_node_state
 
 READY_TIMEOUT = 30.0
 

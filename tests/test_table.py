@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,6 @@ from agent.model import (
     ApiProblem,
     ApiState,
     CertFile,
-    CsrInfo,
     CsrState,
     KeyMatch,
     LinkProblem,
@@ -24,16 +25,17 @@ from agent.model import (
     Severity,
 )
 from agent.sinks.table import cert_state, issuer_cn, render_table, residual, summary_line
-from tests.evalfactory import (
+from tests.snapshots import (
     CERT_DIR,
-    NOW,
-    cert_info,
+    SINK_NOW,
+    api,
+    csr,
     evaluation,
     finding,
     healthy_snapshot,
-    linked,
-    replace,
-    snapshot,
+    sink_cert,
+    sink_link,
+    sink_snapshot,
 )
 
 
@@ -89,7 +91,7 @@ class TestIssuerCn:
 
 
 class TestCertState:
-    leaf = cert_info(NOW - timedelta(days=100))
+    leaf = sink_cert(SINK_NOW - timedelta(days=100))
 
     @pytest.mark.parametrize(("changes", "state"), [
         ({}, "ok"),
@@ -98,35 +100,35 @@ class TestCertState:
         ({"key_match": KeyMatch.UNREADABLE}, "key unreadable"),
         ({"leaf": None, "chain": (), "read_error": ReadError(ReadProblem.TRUNCATED, "x")},
          "unreadable (truncated)"),
-        ({"read_error": ReadError(ReadProblem.PERMISSION_DENIED, "x"), "stale_since": NOW},
+        ({"read_error": ReadError(ReadProblem.PERMISSION_DENIED, "x"), "stale_since": SINK_NOW},
          "unreadable (permission-denied), stale since 2026-11-23T12:00:00Z"),
         ({"leaf": None, "chain": (), "link": LinkState(
             path="p", is_symlink=True, target="/gone", problem=LinkProblem.DANGLING)},
          "link dangling"),
-        ({"leaf": cert_info(NOW - timedelta(days=400))}, "expired"),
-        ({"leaf": cert_info(NOW + timedelta(hours=2))}, "not yet valid"),
-        ({"leaf": cert_info(NOW - timedelta(days=340))}, "rotation overdue"),
+        ({"leaf": sink_cert(SINK_NOW - timedelta(days=400))}, "expired"),
+        ({"leaf": sink_cert(SINK_NOW + timedelta(hours=2))}, "not yet valid"),
+        ({"leaf": sink_cert(SINK_NOW - timedelta(days=340))}, "rotation overdue"),
         ({"leaf": None, "chain": ()}, "missing"),
     ], ids=["healthy", "self-signed", "key-mismatch", "key-unreadable", "unreadable",
             "stale", "dangling", "expired", "not-yet-valid", "overdue", "missing"])
-    def test_state_names_every_problem_of_the_file(self, changes: dict[str, object],
+    def test_state_names_every_problem_of_the_file(self, changes: dict[str, Any],
                                                    state: str) -> None:
         """STATE lists what is wrong with one file in a few words, 'ok' when nothing."""
-        cert = replace(linked(Role.CLIENT, self.leaf), **changes)
-        assert cert_state(cert, NOW) == state
+        cert = replace(sink_link(Role.CLIENT, self.leaf), **changes)
+        assert cert_state(cert, SINK_NOW) == state
 
     def test_a_ca_is_not_called_self_signed(self) -> None:
         """Every root CA is self-signed; saying so would only alarm the reader."""
-        ca = cert_info(NOW - timedelta(days=10), subject="CN=kubernetes", is_ca=True)
+        ca = sink_cert(SINK_NOW - timedelta(days=10), subject="CN=kubernetes", is_ca=True)
         anchor = CertFile(role=Role.TRUST_ANCHOR, path="/ca.crt", leaf=ca, chain=(ca,),
                           self_signed=True)
-        assert cert_state(anchor, NOW) == "ok"
+        assert cert_state(anchor, SINK_NOW) == "ok"
 
     def test_rotation_overdue_only_for_roles_the_kubelet_renews(self) -> None:
         """A CA past 90 % of its life is not 'rotation overdue': the kubelet never renews it."""
-        old = cert_info(NOW - timedelta(days=340))
+        old = sink_cert(SINK_NOW - timedelta(days=340))
         anchor = CertFile(role=Role.TRUST_ANCHOR, path="/ca.crt", leaf=old, chain=(old,))
-        assert cert_state(anchor, NOW) == "ok"
+        assert cert_state(anchor, SINK_NOW) == "ok"
 
 
 class TestRenderTable:
@@ -145,7 +147,7 @@ class TestRenderTable:
         client = _row(text, "client")
         assert "kubelet-client-current.pem -> kubelet-client-2026-08-01-10-00-00.pem" in client
         assert CERT_DIR not in client  # paths inside the cert dir are shown relative to it
-        assert "2027-08-15 12:00" in client  # not_after = NOW - 100 d + 365 d
+        assert "2027-08-15 12:00" in client  # not_after = SINK_NOW - 100 d + 365 d
         assert " 265d " in client
         assert "2027-04-28..2027-07-10" in client  # 70 %..90 % of the lifetime
         assert client.split()[-2:] == ["kubernetes", "ok"]
@@ -203,8 +205,8 @@ class TestRenderTable:
 
     def test_unreadable_file_and_broken_link_render_without_dates(self) -> None:
         """A file with no certificate shows '-' for its dates and says why in STATE."""
-        broken = linked(Role.SERVER, None, read_error=ReadError(ReadProblem.GARBAGE, "x"))
-        text = render_table(evaluation(snapshot(broken)))
+        broken = sink_link(Role.SERVER, None, read_error=ReadError(ReadProblem.GARBAGE, "x"))
+        text = render_table(evaluation(sink_snapshot(broken)))
         row = _row(text, "server")
         assert _cells(row)[2:] == ["-", "-", "-", "-", "unreadable (garbage)"]
 
@@ -212,8 +214,8 @@ class TestRenderTable:
         """A watched file with a very long path keeps its start and its file name."""
         long_path = "/etc/" + "very-long-directory-name/" * 5 + "apiserver.crt"
         watched = CertFile(role=Role.WATCHED, path=long_path, target=long_path,
-                           leaf=cert_info(NOW - timedelta(days=1)))
-        row = _row(render_table(evaluation(snapshot(watched))), "watched")
+                           leaf=sink_cert(SINK_NOW - timedelta(days=1)))
+        row = _row(render_table(evaluation(sink_snapshot(watched))), "watched")
         assert "/etc/very-long" in row and "apiserver.crt" in row and "..." in row
         assert long_path not in row
 
@@ -224,12 +226,12 @@ class TestRenderTable:
         ({"server_tls_bootstrap": False}, "self-signed, untrusted"),
     ], ids=["server-tls-bootstrap", "tls-cert-file", "served"])
     def test_self_signed_fallback_is_marked_unused_when_the_kubelet_does_not_serve_it(
-            self, config: dict[str, object], state: str) -> None:
+            self, config: dict[str, Any], state: str) -> None:
         """kubelet.crt left over from before serverTLSBootstrap is shown as unused."""
         snap = healthy_snapshot()
         fallback = CertFile(role=Role.SELF_SIGNED, path=f"{CERT_DIR}/kubelet.crt",
                             target=f"{CERT_DIR}/kubelet.crt", self_signed=True, trusted=False,
-                            leaf=cert_info(NOW - timedelta(days=10), issuer="CN=node1-ca@1"))
+                            leaf=sink_cert(SINK_NOW - timedelta(days=10), issuer="CN=node1-ca@1"))
         snap = replace(snap, certs=(*snap.certs, fallback),
                        kubelet_config=replace(snap.kubelet_config, **config))
         row = _row(render_table(evaluation(snap)), "kubelet-crt")
@@ -244,14 +246,11 @@ class TestRenderTable:
 
     def test_api_server_line_counts_this_nodes_csrs(self) -> None:
         """When the API server was asked, one line sums up this node's serving CSRs."""
-        csrs = tuple(CsrInfo(name=f"csr-{i}", created=NOW, state=state,
-                             username="system:node:node1",
-                             signer="kubernetes.io/kubelet-serving")
+        csrs = tuple(csr(f"csr-{i}", timedelta(0), state, now=SINK_NOW)
                      for i, state in enumerate((CsrState.PENDING, CsrState.PENDING,
                                                 CsrState.ISSUED)))
-        api = ApiState(server="https://10.0.0.1:6443", last_success=NOW, csrs=csrs,
-                       identity_username="system:node:node1")
-        text = render_table(evaluation(replace(healthy_snapshot(), api=api)))
+        state = api(*csrs, last_success=SINK_NOW)
+        text = render_table(evaluation(replace(healthy_snapshot(), api=state)))
         assert ("API SERVER https://10.0.0.1:6443: ok as system:node:node1, 3 serving CSR(s) "
                 "for this node (1 Issued, 2 Pending)") in text
 
