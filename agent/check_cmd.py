@@ -12,6 +12,8 @@ import io
 import json
 import re
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +21,13 @@ from typing import Any
 from agent import clock as clockmod
 from agent import codes, config
 from agent.clock import Clock
-from agent.model import ApiState, Evaluation
+from agent.config import SourceSettings
+from agent.model import ApiState, Evaluation, Snapshot
+
+# The kubelet's swap leaves -current.pem missing for microseconds (remove, then rename):
+# a check that lands in that gap looks again rather than report a missing certificate.
+SWAP_GAP_RETRIES = 5
+SWAP_GAP_PAUSE_SECONDS = 0.1
 
 DESCRIPTION = """\
 Check this node's kubelet certificates once and print the verdict.
@@ -111,10 +119,28 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=run)
 
 
-def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> Evaluation:
+def build_past_swap_gap(sources: SourceSettings, now: datetime, api: ApiState | None,
+                        sleep: Callable[[float], None] = time.sleep) -> Snapshot:
+    """Build the snapshot; if it caught the kubelet between swap steps 3 and 4, re-read.
+
+    A gap that outlives the retries is real (an interrupted rotation) and is judged.
+    """
+    from agent.checks.common import in_swap_gap
+    from agent.snapshot import build_snapshot
+
+    snapshot = build_snapshot(sources, now, api)
+    for _ in range(SWAP_GAP_RETRIES):
+        if not in_swap_gap(snapshot):
+            break
+        sleep(SWAP_GAP_PAUSE_SECONDS)
+        snapshot = build_snapshot(sources, now, api)
+    return snapshot
+
+
+def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow,
+             sleep: Callable[[float], None] = time.sleep) -> Evaluation:
     """Build the snapshot (asking the API server unless offline) and judge it."""
     from agent.checks import judge
-    from agent.snapshot import build_snapshot
 
     settings = config.settings_from_args(args)
     at: At | None = args.at
@@ -126,7 +152,7 @@ def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> Evalua
         # The API is asked about the real present (CSRs are live state); only the
         # certificates are judged at --at.
         api = fetch_once(settings.api, settings.sources.node_name, clock)
-    snapshot = build_snapshot(settings.sources, now, api)
+    snapshot = build_past_swap_gap(settings.sources, now, api, sleep)
     # The daemon waits for several failures in a row before calling the API server
     # unreachable; a one-shot check makes one attempt, so one failure is the verdict.
     policy = replace(settings.policy, api_failures_before_unreachable=1)

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli, clock, codes, pkigen
+from agent import check_cmd, cli, clock, codes, pkigen
 from agent.check_cmd import At, parse_at
 from agent.check_cmd import run as run_check
+from agent.checks import evaluate as evaluate_findings
 from agent.cli import build_parser
+from agent.config import SourceSettings
 from tests.kubeapi import KubeApi, closed_port, recorded
 from tests.nodetree import (
     NODE,
@@ -419,3 +421,35 @@ class TestApiServer:
         finding = next(f for f in json.loads(run.out)["findings"]
                        if f["code"] == codes.APISERVER_NOT_CONFIGURED)
         assert "--offline" in finding["message"]
+
+
+class TestSwapGap:
+    """`check` may land between the kubelet's remove and rename of -current.pem."""
+
+    def _stop_in_gap(self, tmp_path: Path) -> tuple[pkigen.NodePki, SourceSettings]:
+        pki = pkigen.build_node(tmp_path, NODE, NOW)
+        new = pkigen.kubelet_client(pki.ca, NODE, NOW - timedelta(days=1))
+        path = pkigen.write_generation(pki.cert_dir, "client", new, NOW)
+        pkigen.kubelet_swap(pki.cert_dir, "client", path, stop_after=3)
+        return pki, SourceSettings(cert_dir=pki.cert_dir, kubelet_config=None, node_name=NODE)
+
+    def test_a_gap_the_kubelet_closes_is_read_again_not_reported(self, tmp_path: Path) -> None:
+        pki, sources = self._stop_in_gap(tmp_path)
+        pauses: list[float] = []
+
+        def kubelet_finishes_the_swap(seconds: float) -> None:
+            pauses.append(seconds)
+            os.rename(pki.cert_dir / "kubelet-client-updated.pem",
+                      pki.cert_dir / "kubelet-client-current.pem")
+
+        snap = check_cmd.build_past_swap_gap(sources, NOW, None, kubelet_finishes_the_swap)
+        assert len(pauses) == 1
+        assert codes.CLIENT_CERT_MISSING not in {f.code for f in evaluate_findings(snap, NOW)}
+
+    def test_a_gap_that_stays_is_an_interrupted_rotation(self, tmp_path: Path) -> None:
+        _, sources = self._stop_in_gap(tmp_path)
+        pauses: list[float] = []
+        snap = check_cmd.build_past_swap_gap(sources, NOW, None, pauses.append)
+        assert len(pauses) == check_cmd.SWAP_GAP_RETRIES
+        found = [f for f in evaluate_findings(snap, NOW) if f.code == codes.CLIENT_CERT_MISSING]
+        assert found and "restart the kubelet" in found[0].message

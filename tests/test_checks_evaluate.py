@@ -218,13 +218,27 @@ class TestRealFiles:
         snap = real(tmp_path, NOW, serverTLSBootstrap=True, rotateCertificates=True)
         assert codes_of(evaluate(snap, NOW)) == [codes.SERVER_CERT_MISSING]
 
-    def test_swap_gap_is_quiet(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("stop_after", [1, 2, 4], ids=[
+        "stale-updated-removed", "updated-link-created", "updated-renamed"])
+    def test_swap_steps_that_keep_a_current_link_are_quiet(self, tmp_path: Path,
+                                                           stop_after: int) -> None:
+        pki = pkigen.build_node(tmp_path, "node1", NOW)
+        new = pkigen.kubelet_client(pki.ca, "node1", NOW - DAY)
+        path = pkigen.write_generation(pki.cert_dir, "client", new, NOW)
+        pkigen.kubelet_swap(pki.cert_dir, "client", path, stop_after=stop_after)
+        snap = real(tmp_path, NOW, serverTLSBootstrap=True, rotateCertificates=True)
+        assert evaluate(snap, NOW) == ()
+
+    def test_a_swap_stopped_between_remove_and_rename_is_an_interrupted_rotation(
+            self, tmp_path: Path) -> None:
         pki = pkigen.build_node(tmp_path, "node1", NOW)
         new = pkigen.kubelet_client(pki.ca, "node1", NOW - DAY)
         path = pkigen.write_generation(pki.cert_dir, "client", new, NOW)
         pkigen.kubelet_swap(pki.cert_dir, "client", path, stop_after=3)
         snap = real(tmp_path, NOW, serverTLSBootstrap=True, rotateCertificates=True)
-        assert evaluate(snap, NOW) == ()
+        found = evaluate(snap, NOW)
+        assert codes_of(found) == [codes.CLIENT_CERT_MISSING]
+        assert "kubelet-client-updated.pem exists" in found[0].message
 
     def test_expired_history_is_quiet_but_an_overdue_current_is_not(self,
                                                                   tmp_path: Path) -> None:

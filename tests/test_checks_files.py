@@ -64,11 +64,17 @@ class TestMissing:
         assert f.path == os.path.join(CERT_DIR, "kubelet-client-current.pem")
 
     @pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER], ids=["client", "server"])
-    def test_swap_gap_is_not_missing(self, role: Role) -> None:
-        """Between steps 3 and 4 of the kubelet's swap only -updated.pem exists."""
+    def test_a_swap_gap_that_is_still_there_is_an_interrupted_rotation(self, role: Role) -> None:
+        """-current.pem missing with -updated.pem present: restart the kubelet, it renames it."""
         certs = [client(), server()]
         certs[0 if role is Role.CLIENT else 1] = missing(role)
-        assert check(snapshot(*certs, updated_links=(UPDATED[role],))) == []
+        found = list(files.check(snapshot(*certs, updated_links=(UPDATED[role],)), NOW,
+                                 Policy()))
+        code = codes.CLIENT_CERT_MISSING if role is Role.CLIENT else codes.SERVER_CERT_MISSING
+        f = only(found, code)
+        assert f.severity is Severity.CRITICAL
+        assert UPDATED[role] in f.message
+        assert "restart the kubelet" in f.message
 
     def test_the_other_roles_swap_does_not_excuse_a_missing_link(self) -> None:
         snap = snapshot(missing(Role.CLIENT), server(), updated_links=(UPDATED[Role.SERVER],))

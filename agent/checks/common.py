@@ -75,6 +75,12 @@ def swap_in_progress(snapshot: Snapshot, role: Role) -> bool:
     return any(os.path.basename(p) == wanted for p in snapshot.updated_links)
 
 
+def in_swap_gap(snapshot: Snapshot) -> bool:
+    """Some ``-current.pem`` is missing while its ``-updated.pem`` exists (swap step 3-4)."""
+    return any(cf.role in (Role.CLIENT, Role.SERVER) and is_missing(cf)
+               and swap_in_progress(snapshot, cf.role) for cf in snapshot.certs)
+
+
 def is_missing(cf: CertFile) -> bool:
     """No entry at all: a MISSING link, or a plain path that does not exist."""
     if cf.link is not None:

@@ -4,13 +4,16 @@ Severity follows ownership: a broken file of the kubelet's own (client, the serv
 certificate) is critical; a watched file or a trust anchor is only an input of this
 agent, so an unreadable one is a warning. A key that is present but cannot be parsed
 is reported as CERT_UNREADABLE on the key's path (critical): the kubelet cannot load it
-either. During the kubelet's non-atomic swap (``-updated.pem`` present, ``-current.pem``
-gone) a missing link is not a finding. A self-signed ``kubelet.crt`` that does not exist
-is not a finding either: the kubelet generates it at start.
+either. A ``-current.pem`` that is missing while ``-updated.pem`` exists is the gap of the
+kubelet's non-atomic swap: it lasts microseconds, so the daemon's settle period and the
+``check`` command's re-read hide it; seen here it means the swap was interrupted (the
+kubelet died between two steps), and it gets its own advice. A self-signed
+``kubelet.crt`` that does not exist is not a finding: the kubelet generates it at start.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -46,15 +49,28 @@ LINK_PROBLEMS = {
 }
 
 
+def _interrupted_swap(cf: CertFile, code: str) -> Finding:
+    updated = os.path.join(os.path.dirname(cf.path), f"kubelet-{cf.role.value}-updated.pem")
+    return Finding(
+        code, Severity.CRITICAL,
+        f"{cf.path} is missing but {updated} exists: the kubelet stopped in the middle of a "
+        "certificate rotation; restart the kubelet (`systemctl restart kubelet`), which "
+        "renames the -updated.pem link into place at start", cf.path)
+
+
 def _missing(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
-    if cf.role is Role.CLIENT and not swap_in_progress(snapshot, Role.CLIENT):
+    if cf.role is Role.CLIENT and swap_in_progress(snapshot, Role.CLIENT):
+        yield _interrupted_swap(cf, codes.CLIENT_CERT_MISSING)
+    elif cf.role is Role.CLIENT:
         yield Finding(
             codes.CLIENT_CERT_MISSING, Severity.CRITICAL,
             f"no kubelet client certificate at {cf.path}: the kubelet cannot authenticate to "
             "the API server; check its --bootstrap-kubeconfig and that its client CSR is "
             "approved (`kubectl get csr`), or re-join the node", cf.path)
     elif (cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is True
-          and not swap_in_progress(snapshot, Role.SERVER)):
+          and swap_in_progress(snapshot, Role.SERVER)):
+        yield _interrupted_swap(cf, codes.SERVER_CERT_MISSING)
+    elif cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is True:
         pending = [c for c in snapshot.api.csrs if c.state is CsrState.PENDING] \
             if snapshot.api is not None else []
         newest = newest_csr(tuple(pending))
