@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent import pkigen
 from agent.config import SourceSettings
 from agent.snapshot import build_snapshot
-from agent.sources import certfile, x509info
+from agent.sources import certdir, certfile, x509info
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 COMMAND = ".venv/bin/python bench/bench_inventory.py"
@@ -38,6 +38,7 @@ REPEAT = 5
 
 
 def clear_caches() -> None:
+    certdir.clear_cache()
     certfile.clear_cache()
     x509info.clear_cache()
 

@@ -136,6 +136,33 @@ def _timestamp(name: str | None) -> str | None:
     return m.group(2) if m else None
 
 
+# Generation sizes by (path, inode): the kubelet writes each generation once under a new
+# name and never rewrites it, so a rebuild lstat()s only the generations it has not seen
+# (the inode comes free with the directory listing and catches a replaced file).
+_SIZES: dict[tuple[str, int], int] = {}
+_SIZES_LIMIT = 1 << 16
+
+
+def _entry_size(entry: os.DirEntry[str]) -> int | None:
+    """``lstat`` size of a history entry, None if it vanished."""
+    try:
+        key = (entry.path, entry.inode())
+        size = _SIZES.get(key)
+        if size is None:
+            size = entry.stat(follow_symlinks=False).st_size
+            if len(_SIZES) >= _SIZES_LIMIT:
+                _SIZES.clear()  # bounded: a full cache simply starts over
+            _SIZES[key] = size
+    except OSError:
+        return None  # deleted while we scanned
+    return size
+
+
+def clear_cache() -> None:
+    """Forget every known generation size (benchmarks measure cold builds)."""
+    _SIZES.clear()
+
+
 def scan_entries(root: str) -> tuple[dict[Role, _Generations], list[str]]:
     """One pass over the directory: history per role and ``-updated.pem`` links."""
     gens = {role: _Generations() for role in ROTATING_ROLES}
@@ -151,11 +178,9 @@ def scan_entries(root: str) -> tuple[dict[Role, _Generations], list[str]]:
                 m = _GENERATION.match(name)
                 if m is None:
                     continue
-                try:
-                    size = entry.stat(follow_symlinks=False).st_size
-                except OSError:
-                    continue  # deleted while we scanned
-                gens[_ROLES[m.group(1)]].add(name, size)
+                size = _entry_size(entry)
+                if size is not None:
+                    gens[_ROLES[m.group(1)]].add(name, size)
     except OSError:
         pass  # a missing or unreadable cert dir shows up as MISSING links
     return gens, sorted(links)

@@ -12,7 +12,6 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +55,10 @@ def _load(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes:
         if read.error is not None:
             return result(read.size, read.error), None
         assert read.data is not None  # noqa: S101 - read_file returns data when error is None
-        parsed, size = parse_bundle(read.data, anchors), read.size
+        parsed = parse_bundle(read.data, anchors, keep_x509=role is Role.TRUST_ANCHOR)
+        size = read.size
         if cache_key and size == st.st_size:  # read what was stat'ed: safe to reuse
-            keep = parsed if role is Role.TRUST_ANCHOR else replace(parsed, x509_certificates=())
-            _PARSED.put(cache_key, keep)
+            _PARSED.put(cache_key, parsed)
     if parsed.error is not None:
         return result(size, parsed.error), parsed
     key_match, key_error = _key_match(parsed, key_path, max_bytes)

@@ -112,12 +112,13 @@ def _read_once(path: str, flags: int, max_bytes: int,
             return _too_large(path, before.st_size, max_bytes)
         chunks: list[bytes] = []
         total = 0
+        want = min(max(_CHUNK, before.st_size + 1), max_bytes + 1)
         while total <= max_bytes:
-            chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - total))
-            if not chunk:
-                break
+            chunk = os.read(fd, min(want, max_bytes + 1 - total))
             chunks.append(chunk)
             total += len(chunk)
+            if len(chunk) < want:  # a short read of a regular file is its end: no extra read
+                break
         if total > max_bytes:
             return _too_large(path, total, max_bytes)
         if during_read is not None:

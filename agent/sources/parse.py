@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from agent.model import CertInfo, ReadError, ReadProblem
-from agent.sources.x509info import CertificateRejected, describe_der, spki_sha256
+from agent.sources.x509info import CertificateRejected, describe_der, spki_sha256, subject_of
 
 _BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,64})-----")
 _KEY_LABELS = frozenset({b"EC PRIVATE KEY", b"RSA PRIVATE KEY", b"PRIVATE KEY",
@@ -121,28 +121,34 @@ def _der_key(data: bytes) -> tuple[str | None, ReadError | None]:
     return spki_sha256(key.public_key()), None
 
 
-def parse_bundle(data: bytes, anchors: Sequence[x509.Certificate] = ()) -> ParsedBundle:
-    """Parse a certificate file's bytes; every failure is a specific ReadError."""
+def parse_bundle(data: bytes, anchors: Sequence[x509.Certificate] = (), *,
+                 keep_x509: bool = True) -> ParsedBundle:
+    """Parse a certificate file's bytes; every failure is a specific ReadError.
+
+    ``keep_x509=False`` leaves ``x509_certificates`` empty (only trust anchors need
+    cryptography's objects; the inventory caches everything else without them).
+    """
     try:
-        return _parse(data, anchors)
+        return _parse(data, anchors, keep_x509)
     except Exception as exc:  # defensive: the contract is "never raises"
         return _error(ReadProblem.GARBAGE, f"unexpected parse failure ({type(exc).__name__})")
 
 
-def _parse(data: bytes, anchors: Sequence[x509.Certificate]) -> ParsedBundle:
+def _parse(data: bytes, anchors: Sequence[x509.Certificate], keep_x509: bool) -> ParsedBundle:
     if not data.strip():
         return _error(ReadProblem.EMPTY, "file is empty" if not data else "file holds only blanks")
     if b"-----BEGIN " not in data:
-        return _parse_der(data, anchors)
+        return _parse_der(data, anchors, keep_x509)
     blocks = _pem_blocks(data)
     if isinstance(blocks, ReadError):
         return ParsedBundle(error=blocks)
     if not blocks:
         return _error(ReadProblem.GARBAGE, "malformed PEM BEGIN line")
-    return _parse_blocks(blocks, anchors)
+    return _parse_blocks(blocks, anchors, keep_x509)
 
 
-def _parse_blocks(blocks: list[_Block], anchors: Sequence[x509.Certificate]) -> ParsedBundle:
+def _parse_blocks(blocks: list[_Block], anchors: Sequence[x509.Certificate],
+                  keep_x509: bool) -> ParsedBundle:
     """Certificates in file order and the first private key; other blocks are ignored."""
     certs: list[tuple[x509.Certificate, CertInfo]] = []
     key: tuple[str | None, ReadError | None] | None = None
@@ -158,7 +164,7 @@ def _parse_blocks(blocks: list[_Block], anchors: Sequence[x509.Certificate]) -> 
             key = _pem_key(block)
     if not certs:
         return _error(ReadProblem.NO_CERTIFICATE, _no_certificate(blocks, key is not None))
-    return _assemble(certs, key, "pem", anchors)
+    return _assemble(certs, key, "pem", anchors, keep_x509)
 
 
 def _no_certificate(blocks: list[_Block], has_key: bool) -> str:
@@ -168,7 +174,8 @@ def _no_certificate(blocks: list[_Block], has_key: bool) -> str:
     return f"PEM holds {labels} but no certificate"
 
 
-def _parse_der(data: bytes, anchors: Sequence[x509.Certificate]) -> ParsedBundle:
+def _parse_der(data: bytes, anchors: Sequence[x509.Certificate],
+               keep_x509: bool) -> ParsedBundle:
     if data[0] != _ASN1_SEQUENCE:
         return _error(ReadProblem.GARBAGE, "neither PEM nor DER (no BEGIN line, no ASN.1 header)")
     try:
@@ -178,12 +185,13 @@ def _parse_der(data: bytes, anchors: Sequence[x509.Certificate]) -> ParsedBundle
             return _error(ReadProblem.NO_CERTIFICATE,
                           "holds a private key (DER) but no certificate")
         return _error(ReadProblem.GARBAGE, "DER data is not a certificate")
-    return _assemble([cert], None, "der", anchors)
+    return _assemble([cert], None, "der", anchors, keep_x509)
 
 
 def _assemble(certs: list[tuple[x509.Certificate, CertInfo]],
               key: tuple[str | None, ReadError | None] | None,
-              fmt: Literal["pem", "der"], anchors: Sequence[x509.Certificate]) -> ParsedBundle:
+              fmt: Literal["pem", "der"], anchors: Sequence[x509.Certificate],
+              keep_x509: bool) -> ParsedBundle:
     leaf_at = next((i for i, (_, info) in enumerate(certs) if not info.is_ca), 0)
     trusted, self_signed = _chain_facts(certs, leaf_at, anchors)
     return ParsedBundle(
@@ -195,12 +203,15 @@ def _assemble(certs: list[tuple[x509.Certificate, CertInfo]],
         format=fmt,
         chain_verified_to_anchor=trusted,
         self_signed=self_signed,
-        x509_certificates=tuple(cert for cert, _ in certs),
+        x509_certificates=tuple(cert for cert, _ in certs) if keep_x509 else (),
     )
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
+def _issued_by(child: x509.Certificate, child_issuer: str, parent: x509.Certificate,
+               parent_subject: str) -> bool:
+    """``parent`` signed ``child``. The names (strings, already known) are compared first:
+    building cryptography's Name objects costs more than the whole parse."""
+    if child_issuer != parent_subject:
         return False
     try:
         child.verify_directly_issued_by(parent)
@@ -222,12 +233,13 @@ def _chain_facts(certs: list[tuple[x509.Certificate, CertInfo]], leaf_at: int,
     cert, info = certs[leaf_at]
     seen = {leaf_at}
     while True:
-        if anchors and (cert in anchor_set or any(_issued_by(cert, a) for a in anchors)):
+        if anchors and (cert in anchor_set or any(
+                _issued_by(cert, info.issuer, a, subject_of(a)) for a in anchors)):
             return True, False
         if info.self_issued:
             return (False if anchors else None), True
-        parent = next((i for i, (c, _) in enumerate(certs)
-                       if i not in seen and _issued_by(cert, c)), None)
+        parent = next((i for i, (c, p) in enumerate(certs)
+                       if i not in seen and _issued_by(cert, info.issuer, c, p.subject)), None)
         if parent is None:
             return (False if anchors else None), False
         seen.add(parent)

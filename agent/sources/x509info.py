@@ -57,9 +57,9 @@ def key_algorithm(public_key: object) -> str:
 
 def spki_sha256(public_key: object) -> str:
     """SHA-256 (hex) of the DER SubjectPublicKeyInfo: what key matching compares."""
-    der = public_key.public_bytes(  # type: ignore[attr-defined]
+    encoded = public_key.public_bytes(  # type: ignore[attr-defined]
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
+    return hashlib.sha256(encoded).hexdigest()
 
 
 def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
@@ -115,9 +115,7 @@ def _extension_fields(cert: x509.Certificate) -> dict[str, object]:
     return fields
 
 
-def _self_issued(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
+def _signs_itself(cert: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(cert)
     except Exception:  # wrong signature, unsupported algorithm: not self-signed
@@ -125,43 +123,54 @@ def _self_issued(cert: x509.Certificate) -> bool:
     return True
 
 
-def _describe(cert: x509.Certificate, der: bytes) -> CertInfo:
-    public_key = cert.public_key()
-    cns = _first(cert.subject, NameOID.COMMON_NAME)
+def _describe(cert: x509.Certificate, data: bytes) -> CertInfo:
+    # Each property access builds new Python objects from the Rust side: read once.
+    subject, issuer, public_key = cert.subject, cert.issuer, cert.public_key()
+    subject_text, issuer_text = subject.rfc4514_string(), issuer.rfc4514_string()
+    cns = _first(subject, NameOID.COMMON_NAME)
     return CertInfo(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
+        subject=subject_text,
+        issuer=issuer_text,
         serial=format(cert.serial_number, "x"),
-        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        fingerprint_sha256=hashlib.sha256(data).hexdigest(),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         subject_cn=cns[0] if cns else None,
-        subject_orgs=tuple(_first(cert.subject, NameOID.ORGANIZATION_NAME)),
+        subject_orgs=tuple(_first(subject, NameOID.ORGANIZATION_NAME)),
         key_algorithm=key_algorithm(public_key),
         spki_sha256=spki_sha256(public_key),
-        self_issued=_self_issued(cert),
+        # Only a certificate naming itself as issuer can be self-signed: the signature
+        # check (tens of microseconds) runs for those alone.
+        self_issued=subject == issuer and _signs_itself(cert),
         **_extension_fields(cert),  # type: ignore[arg-type]
     )
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def describe_der(der: bytes) -> tuple[x509.Certificate, CertInfo]:
+def describe_der(data: bytes) -> tuple[x509.Certificate, CertInfo]:
     """Load a DER certificate and describe it.
 
     Raises :class:`CertificateRejected` (with a message of ours) when cryptography
     refuses the encoding, an extension or the public key.
     """
     try:
-        cert = x509.load_der_x509_certificate(der)
+        cert = x509.load_der_x509_certificate(data)
     except Exception:
         raise CertificateRejected("not a valid X.509 certificate") from None
     try:
-        return cert, _describe(cert, der)
+        return cert, _describe(cert, data)
     except Exception as exc:  # malformed extension, name or unsupported key
         raise CertificateRejected(
             f"certificate has a malformed field ({type(exc).__name__})") from None
 
 
+@lru_cache(maxsize=64)
+def subject_of(cert: x509.Certificate) -> str:
+    """A trust anchor's subject (RFC 4514), for the cheap name test before a signature check."""
+    return cert.subject.rfc4514_string()
+
+
 def clear_cache() -> None:
     """Forget every described certificate (benchmarks measure cold parses)."""
     describe_der.cache_clear()
+    subject_of.cache_clear()
