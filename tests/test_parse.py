@@ -193,7 +193,7 @@ def _bad_der_in_frame() -> bytes:
     pytest.param(pem_block("CERTIFICATE REQUEST", b"\x30\x00"), ReadProblem.NO_CERTIFICATE,
                  "CERTIFICATE REQUEST", id="csr-only"),
     pytest.param(CLIENT.cert_pem().replace(b"END CERTIFICATE", b"END PRIVATE KEY"),
-                 ReadProblem.TRUNCATED, "BEGIN CERTIFICATE has no END", id="mismatched-end"),
+                 ReadProblem.TRUNCATED, "(certificate) has no END line", id="mismatched-end"),
     pytest.param(_flip_base64(CLIENT.cert_pem()), ReadProblem.BAD_CERTIFICATE, "base64",
                  id="base64-garbage-in-frame"),
     pytest.param(_bad_der_in_frame(), ReadProblem.BAD_CERTIFICATE, "not a valid X.509",

@@ -134,10 +134,6 @@ class TestCheckNeverShowsKeys:
         assert_no_key_material(text, key_markers(*keys, pem_label=False))
         assert not any(line in text for line in _truncated_lines(tmp_path))
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "agent/sources/parse.py names the PEM block type in the truncated-block ReadError "
-        "detail ('BEGIN RSA PRIVATE KEY has no END ...'); remove this marker once it "
-        "says e.g. 'a private-key block'"))
     def test_no_private_key_label_in_any_output(
             self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Not even the words 'PRIVATE KEY' appear: nothing of a key block is echoed."""

@@ -56,6 +56,11 @@ def _error(problem: ReadProblem, detail: str) -> ParsedBundle:
     return ParsedBundle(error=ReadError(problem, detail))
 
 
+def _kind(label: bytes) -> str:
+    """A block's kind for messages; key labels are never echoed (outputs are scanned for them)."""
+    return "a private-key block" if b"PRIVATE KEY" in label else label.decode("ascii").lower()
+
+
 def _pem_blocks(data: bytes) -> list[_Block] | ReadError:
     """Every BEGIN/END frame, or TRUNCATED for a BEGIN whose END never comes."""
     blocks: list[_Block] = []
@@ -65,10 +70,9 @@ def _pem_blocks(data: bytes) -> list[_Block] | ReadError:
         end_marker = b"-----END " + label + b"-----"
         end = data.find(end_marker, m.end())
         next_begin = data.find(b"-----BEGIN ", m.end())
-        name = label.decode("ascii")
         if end < 0 or 0 <= next_begin < end:
             return ReadError(ReadProblem.TRUNCATED,
-                             f"PEM block #{len(blocks) + 1} BEGIN {name} has no END {name} line")
+                             f"PEM block #{len(blocks) + 1} ({_kind(label)}) has no END line")
         blocks.append(_Block(label, len(blocks) + 1, data[m.end():end]))
         pos = end + len(end_marker)
     return blocks
