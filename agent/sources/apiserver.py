@@ -237,7 +237,7 @@ class CsrMonitor:
         except Exception as exc:  # the last line of defence: the thread must not die
             log.error("api_monitor_internal_error", error=type(exc).__name__)
             self._tracker.failed(_internal(exc))
-            self._plan = Step(Action.LIST, self._scheduler.backoff())
+            self._plan = self._scheduler.retry()
         self._publish()
         return self._plan
 
@@ -252,8 +252,7 @@ class CsrMonitor:
             creds = self._load(self.api)
             if isinstance(creds, ApiError):
                 self._tracker.not_configured(creds)
-                self._scheduler.failures += 1
-                return Step(Action.LIST, self._scheduler.backoff())
+                return self._scheduler.retry()
             if self._client is not None:
                 self._client.close()
             self._client = ApiClient(creds, self.api, self._session_factory())
