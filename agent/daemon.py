@@ -46,6 +46,7 @@ from agent.supervise import Notifier, Waker, add_run_arguments, settings_from_fl
 QUIET_SECONDS = 0.005  # a burst of fs events is over after this much silence...
 MAX_COALESCE_SECONDS = 0.1  # ...or after this long, whichever comes first
 MAX_IDLE_SECONDS = 300.0  # re-evaluate at least this often (clock jumps, missed events)
+FAILED_RETRY_SECONDS = 1.0  # after a failed evaluation whose deadline has passed
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -94,6 +95,7 @@ class Daemon:
         self._stop_requested = False
         self._reload_requested = False
         self._textfile_failing = False
+        self._failure: str | None = None  # error of the failing evaluations, if they fail
         self.healthy = False
 
     # -- the step -------------------------------------------------------------------
@@ -108,10 +110,14 @@ class Daemon:
         try:
             state = self._evaluate(now, changed, fs_events, started)
         except Exception as exc:  # a bug must not stop the agent: log it, keep the last state
-            self.healthy = False
-            emit([event("evaluation_failed", "error", error=type(exc).__name__)])
+            error = type(exc).__name__
+            if error != self._failure:  # once per streak, not once per evaluation
+                emit([event("evaluation_failed", "error", error=error)])
+            self.healthy, self._failure = False, error
             return self.holder.get()
-        self.healthy = True
+        if self._failure is not None:
+            emit([event("evaluation_recovered", error=self._failure)])
+        self.healthy, self._failure = True, None
         self._write_textfile(state)
         return self.holder.get()
 
@@ -265,7 +271,10 @@ class Daemon:
     def _timeout(self, now: datetime) -> float:
         timeouts = [MAX_IDLE_SECONDS]
         deadline = self.next_deadline(now)
-        if deadline is not None:
+        if deadline is not None and deadline <= now:
+            # only left behind by a failed evaluation: retry, but never in a tight loop
+            timeouts.append(FAILED_RETRY_SECONDS)
+        elif deadline is not None:
             # a few ms late rather than early: waking before the instant would loop
             timeouts.append(max(0.01, (deadline - now).total_seconds() + 0.005))
         if self._notifier.watchdog_interval is not None:

@@ -46,8 +46,15 @@ def configure(log_format: str = "json", stream: TextIO | None = None) -> None:
 
 
 def emit(events: Iterable[Event]) -> None:
-    """Log each event at its level, the event kind as the ``event`` key."""
+    """Log each event at its level, the event kind as the ``event`` key; never raises.
+
+    A log that cannot be written (stdout closed, journald's stream gone: EPIPE) loses
+    the event, not the agent: emit is called from the loop's own error handling.
+    """
     log = structlog.get_logger(LOGGER_NAME)
     for ev in events:
         level = ev.level if ev.level in _LEVELS else "info"
-        getattr(log, level)(ev.kind, **ev.as_dict())
+        try:
+            getattr(log, level)(ev.kind, **ev.as_dict())
+        except (OSError, ValueError):  # ValueError: write to a closed file
+            continue

@@ -18,7 +18,8 @@ UPGRADE_DIR="build/upgrade"
 UPGRADE_DEB="$UPGRADE_DIR/${PKG}_${UPGRADE_VERSION}_${ARCH}.deb"
 CONFFILE="/etc/default/$PKG"
 TEXTFILE_DIR="/var/lib/prometheus/node-exporter"
-LEFTOVERS=("/opt/$PKG" "$CONFFILE" "/usr/bin/$PKG" "/lib/systemd/system/$PKG.service"
+WANTS_LINK="/etc/systemd/system/multi-user.target.wants/$PKG.service"
+LEFTOVERS=("/opt/$PKG" "$CONFFILE" "/usr/bin/$PKG" "/lib/systemd/system/$PKG.service" "$WANTS_LINK"
            "/usr/lib/systemd/system/$PKG.service" "/usr/share/doc/$PKG" "/usr/share/$PKG"
            "$TEXTFILE_DIR/kubelet_cert_agent.prom")
 
@@ -83,10 +84,12 @@ step "rpmlint $RPM (errors and warnings fail; filters: packaging/rpmlint.toml)"
 rpmlint -c packaging/rpmlint.toml "$RPM" | tee "$WORK/rpmlint.out"
 grep -q ' 0 errors, 0 warnings' "$WORK/rpmlint.out" || fail "rpmlint reported problems"
 
-step "install $DEB (no systemd running here: the scripts must still succeed)"
+step "install $DEB (no systemd running here: the scripts must succeed and enable the unit)"
 dpkg -i "$DEB" </dev/null
 installed || fail "$PKG is not installed after dpkg -i"
 grep -q "^ *$CONFFILE\b" <<<"$(dpkg-query --control-show "$PKG" conffiles)" || fail "$CONFFILE is not a conffile"
+# Enabled offline, so a node booted from an image built this way starts the agent.
+[ -L "$WANTS_LINK" ] || fail "install without a running systemd did not enable the unit"
 
 step "run the installed binary"
 out="$("/usr/bin/$PKG" --version)"

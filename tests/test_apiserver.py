@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import requests
 
 from agent import pkigen
 from agent.config import ApiSettings
@@ -154,6 +155,17 @@ class TestFetchOnce:
         state = fetch_once(kube_api.settings(api_ca_file=other), "node1", clock)
         assert state.error is not None and state.error.problem is ApiProblem.UNREACHABLE
         assert "TLS verification" in state.error.detail
+
+    def test_requests_default_ca_bundle_is_never_trusted(
+            self, kube_api: KubeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Only the configured CA authenticates the server: a CA that is merely in
+        requests' default bundle (certifi: every public CA) is not trusted."""
+        other = tmp_path / "other-ca.crt"
+        other.write_bytes(pkigen.issue("other", usage="ca", not_before=NOW,
+                                       not_after=NOW.replace(year=2030)).cert_pem())
+        monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(kube_api.ca_file))
+        state = fetch_once(kube_api.settings(api_ca_file=other), "node1", clock)
+        assert state.error is not None and "TLS verification" in state.error.detail
 
     def test_a_failure_keeps_the_last_known_csrs(self, kube_api: KubeApi) -> None:
         """On failure the previous CSRs and last_success stay (stale); failures count up."""
@@ -307,6 +319,55 @@ class TestCsrMonitor:
         m.step()
         assert len(loads) == 2 and len(kube_api.requests("review")) == 2
 
+    def test_a_rotation_during_the_reload_is_not_lost(self, kube_api: KubeApi) -> None:
+        """credentials_changed() while the credentials are being read: read them again."""
+        loads: list[object] = []
+
+        def load(a: object) -> object:
+            loads.append(a)
+            if len(loads) == 1:
+                m.credentials_changed()  # the kubelet swapped the file meanwhile
+            return load_credentials(a)  # type: ignore[arg-type]
+        m = monitor(kube_api, load=load)
+        m.step()
+        m.step()
+        assert len(loads) == 2 and len(kube_api.requests("review")) == 2
+
+    def test_a_replaced_token_file_is_read_again_after_a_401(self, tmp_path: Path) -> None:
+        """401: the credentials are re-read before the retry, so a new token (or a
+        rotated certificate nobody reported) clears AUTH_FAILED without a restart."""
+        api = KubeApi(tmp_path / "api", NOW, require_client_cert=False,
+                      tokens=frozenset({"new-token"}))
+        try:
+            token = tmp_path / "token"
+            token.write_text("old-token\n")
+            path = api.kubeconfig("token.conf", user={"tokenFile": str(token)})
+            m = CsrMonitor(ApiSettings(kubeconfig=path), "node1", clock, lambda s: None)
+            m.step()
+            error = m.state().error
+            assert error is not None and error.problem is ApiProblem.AUTH_FAILED
+            token.write_text("new-token\n")
+            m.step()
+            assert m.state().error is None and names(m.state()) == NODE1_SERVING
+        finally:
+            api.stop()
+
+    def test_an_internal_error_while_loading_is_retried(self, kube_api: KubeApi) -> None:
+        """A loader that crashed once is called again at the next step, which recovers."""
+        calls: list[object] = []
+
+        def load(a: object) -> object:
+            calls.append(a)
+            if len(calls) == 1:
+                raise RuntimeError("surprise")
+            return load_credentials(a)  # type: ignore[arg-type]
+        m = monitor(kube_api, load=load)
+        m.step()
+        error = m.state().error
+        assert error is not None and "RuntimeError" in error.detail
+        m.step()
+        assert m.state().error is None and names(m.state()) == NODE1_SERVING
+
     def test_not_configured_is_retried(self, kube_api: KubeApi, tmp_path: Path) -> None:
         """A kubeconfig that is missing is reported, and looked for again later."""
         m = CsrMonitor(ApiSettings(kubeconfig=tmp_path / "later.conf"), "node1", clock,
@@ -360,6 +421,9 @@ class TestCsrMonitorThread:
             m.credentials_changed()
             assert wait_for(lambda: len(kube_api.requests("watch")) == 2)
             assert len(kube_api.requests("review")) == 2
+            # the same timeoutSeconds again, never 0 (the server's 30-60 min default)
+            first, second = kube_api.requests("watch")
+            assert second.query["timeoutSeconds"] == first.query["timeoutSeconds"]
             assert m.state().error is None
         finally:
             stop.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from agent.config import ApiSettings
 from agent.model import ApiError, ApiProblem
 from agent.sources.apiserver import fetch_once
 from agent.sources.kubeconfig import Credentials, load_credentials
+from tests.conftest import require_tool
 from tests.kubeapi import KubeApi, kubeconfig_doc
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -131,6 +133,20 @@ class TestLoadCredentials:
         detail = error(ApiSettings(kubeconfig=path)).detail
         assert "could not be loaded" in detail
         assert "PRIVATE KEY" not in detail and key_pem.decode()[40:80] not in detail
+
+    def test_an_encrypted_key_is_refused_without_asking_for_a_pass_phrase(
+            self, kube_api: KubeApi, tmp_path: Path) -> None:
+        """A pass-phrase protected client key (openssl CLI): NOT_CONFIGURED, no prompt,
+        nothing raised."""
+        key, cert = tmp_path / "enc.key", tmp_path / "enc.crt"
+        subprocess.run([require_tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-keyout", str(key), "-out", str(cert),
+                        "-subj", "/CN=system:node:node1", "-days", "1",
+                        "-passout", "pass:secret"], check=True, capture_output=True,
+                       stdin=subprocess.DEVNULL)
+        path = kube_api.kubeconfig("encrypted.conf", user={"client-certificate": str(cert),
+                                                           "client-key": str(key)})
+        assert "could not be loaded" in error(ApiSettings(kubeconfig=path)).detail
 
     def test_missing_kubeconfig_is_not_configured(self, tmp_path: Path) -> None:
         """--kubeconfig naming a missing file: NOT_CONFIGURED with the path."""

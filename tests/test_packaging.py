@@ -45,20 +45,11 @@ def entry_for(dst: str, packager: str | None = None) -> dict[str, Any]:
 
 def run_flags() -> set[str]:
     """Every long option of `kubelet-cert-agent run`, as argparse defines it."""
-    try:
-        from agent.cli import build_parser
+    from agent.cli import build_parser
 
-        parser = build_parser()
-        subparsers = next(a for a in parser._actions
-                          if isinstance(a, argparse._SubParsersAction))
-        run = subparsers.choices["run"]
-    except (ImportError, KeyError, StopIteration):  # `run` not written yet: the shared groups
-        from agent import config
-
-        run = argparse.ArgumentParser()
-        for add in (config.add_source_arguments, config.add_policy_arguments,
-                    config.add_api_arguments, config.add_daemon_arguments):
-            add(run)
+    subparsers = next(a for a in build_parser()._actions
+                      if isinstance(a, argparse._SubParsersAction))
+    run = subparsers.choices["run"]
     return {opt for action in run._actions for opt in action.option_strings
             if opt.startswith("--") and opt != "--help"}
 
@@ -172,6 +163,59 @@ class TestNfpmConfig:
         assert os.access(ROOT / path, os.X_OK)
 
 
+def ci_apt_packages() -> set[str]:
+    """The package names .ci/run passes to `apt-get install`."""
+    text = (ROOT / ".ci" / "run").read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if "apt-get install" in ln)
+    words = line.partition("apt-get install")[2].split()
+    return {w for w in words if not w.startswith("-") and not w.startswith("<")}
+
+
+class TestPyproject:
+    def test_build_backend_understands_the_license_string(self) -> None:
+        """`license = "Apache-2.0"` (a PEP 639 SPDX string) needs setuptools >= 77; older
+        ones reject pyproject.toml, so the build requirement must say so."""
+        data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        assert isinstance(data["project"]["license"], str)
+        floor = re.fullmatch(r"setuptools>=(\d+)(?:\.\d+)*", data["build-system"]["requires"][0])
+        assert floor and int(floor.group(1)) >= 77, data["build-system"]["requires"]
+
+
+class TestCiScript:
+    def test_installs_every_program_the_unit_runs(self) -> None:
+        """Each absolute program in an Exec*= line (but the agent) comes from a package
+        .ci/run installs: `systemd-analyze verify` fails on a fresh machine otherwise."""
+        dpkg_query = shutil.which("dpkg-query")
+        if dpkg_query is None:
+            if os.environ.get("CI"):
+                pytest.fail("dpkg-query is not installed (CI runs on Debian)")
+            pytest.skip("not a Debian system")
+        unit = (ROOT / "systemd" / "kubelet-cert-agent.service").read_text()
+        programs = {m.group(1) for m in re.finditer(r"^Exec\w+=[-@:+!]*(/\S+)", unit, re.M)}
+        programs.discard("/usr/bin/kubelet-cert-agent")
+        assert programs, "the unit runs no other program: update this test"
+        for program in sorted(programs):
+            result = subprocess.run([dpkg_query, "-S", program], capture_output=True,
+                                    text=True, check=False, timeout=30)
+            assert result.returncode == 0, f"{program}: {result.stderr}"
+            packages = {name.strip().split(":")[0]
+                        for name in result.stdout.partition(": ")[0].split(",")}
+            assert packages & ci_apt_packages(), f"{program} comes from {packages}"
+
+
+class TestDocumentedPaths:
+    @pytest.mark.parametrize("doc", ["README.md", "packaging/default/kubelet-cert-agent"])
+    def test_shared_files_named_in_the_docs_are_shipped(self, doc: str) -> None:
+        """Every /usr/share/kubelet-cert-agent/ path the README or the flags file names is a
+        file (or a directory of files) the packages install."""
+        shipped = {e["dst"] for e in contents()}
+        named = re.findall(r"/usr/share/kubelet-cert-agent/[\w./-]*", (ROOT / doc).read_text())
+        assert named
+        for path in named:
+            assert any(dst == path.rstrip("/") or dst.startswith(path.rstrip("/") + "/")
+                       for dst in shipped), path
+
+
 class TestDefaultsFile:
     @pytest.mark.parametrize("flag", sorted(run_flags()))
     def test_documents_every_run_flag(self, flag: str) -> None:
@@ -227,14 +271,25 @@ class TestMaintainerScripts:
         result = run_sh(script, *args, path_dir=fake_systemctl)
         assert result.returncode == 0, result.stderr
 
-    def test_without_running_systemd_no_service_is_touched(self, fake_systemctl: Path) -> None:
-        """Where /run/systemd/system is absent (containers, CI), install starts nothing."""
+    @pytest.mark.parametrize("args", [("configure", ""), ("1",)], ids=["deb", "rpm"])
+    def test_without_running_systemd_install_only_enables(self, fake_systemctl: Path,
+                                                          args: tuple[str, ...]) -> None:
+        """Without a running systemd (image builds, containers), install enables the unit
+        offline, so a node booted from a baked image runs the agent, and starts nothing."""
         if Path("/run/systemd/system").is_dir():
             pytest.skip("systemd is running here")
-        run_sh(SCRIPTS / "postinstall.sh", "configure", "", path_dir=fake_systemctl)
-        calls = fake_systemctl / "calls"
-        assert not calls.exists() or "start" not in calls.read_text()
-        assert not calls.exists() or "enable" not in calls.read_text()
+        run_sh(SCRIPTS / "postinstall.sh", *args, path_dir=fake_systemctl)
+        calls = (fake_systemctl / "calls").read_text().splitlines()
+        assert calls == ["enable kubelet-cert-agent.service"]
+
+    @pytest.mark.parametrize("args", [("configure", "0.0.9"), ("2",)], ids=["deb", "rpm"])
+    def test_without_running_systemd_upgrade_touches_nothing(self, fake_systemctl: Path,
+                                                             args: tuple[str, ...]) -> None:
+        """An upgrade without a running systemd keeps the operator's enabled/disabled choice."""
+        if Path("/run/systemd/system").is_dir():
+            pytest.skip("systemd is running here")
+        run_sh(SCRIPTS / "postinstall.sh", *args, path_dir=fake_systemctl)
+        assert not (fake_systemctl / "calls").exists()
 
     @pytest.mark.parametrize(("args"), [("upgrade", "0.2.0"), ("1",)], ids=["deb", "rpm"])
     def test_upgrade_does_not_disable_the_service(self, fake_systemctl: Path,

@@ -88,12 +88,25 @@ class TestUnitFile:
             ("MemoryDenyWriteExecute", "yes"),
             ("UMask", "0077"),
             ("CapabilityBoundingSet", "CAP_DAC_READ_SEARCH"),
+            ("PrivateTmp", "yes"),
+            ("PrivateDevices", "yes"),
+            ("ProtectKernelTunables", "yes"),
+            ("ProtectKernelModules", "yes"),
+            ("ProtectControlGroups", "yes"),
+            ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
         ],
         ids=str,
     )
     def test_service_setting(self, key: str, expected: str) -> None:
         """Each promised [Service] setting is present exactly once with its value."""
         assert unit_values("Service", key) == [expected]
+
+    def test_system_calls_are_limited_to_a_service_s_set(self) -> None:
+        """SystemCallFilter= allows @system-service (the README's promise); later lines only
+        deny more."""
+        filters = unit_values("Service", "SystemCallFilter")
+        assert filters[0] == "@system-service"
+        assert all(f.startswith("~") for f in filters[1:]), filters
 
     def test_exec_start_runs_the_daemon_with_the_reloadable_flags_file(self) -> None:
         """ExecStart runs `run --flags-file <conffile>` plus the args from the environment."""

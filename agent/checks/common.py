@@ -92,14 +92,16 @@ def is_missing(cf: CertFile) -> bool:
 def served_role(snapshot: Snapshot) -> Role:
     """The certificate the kubelet serves on :10250.
 
-    serverTLSBootstrap true -> the rotated ``kubelet-server-current.pem``; false ->
+    serverTLSBootstrap true -> the rotated ``kubelet-server-current.pem``; false (also
+    when a config that was read cleanly leaves it out: the kubelet's default) ->
     tlsCertFile if set, else the self-signed ``kubelet.crt``. When the kubelet config is
     unknown, a present ``kubelet-server-current.pem`` means bootstrap is in use.
     """
     cfg = snapshot.kubelet_config
     if cfg.server_tls_bootstrap is True:
         return Role.SERVER
-    if cfg.server_tls_bootstrap is None:
+    config_known = cfg.present and cfg.error is None
+    if cfg.server_tls_bootstrap is None and not config_known:
         server = snapshot.cert(Role.SERVER)
         if server is not None and not is_missing(server):
             return Role.SERVER

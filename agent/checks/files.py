@@ -93,13 +93,17 @@ def _stale_note(cf: CertFile) -> str:
 
 
 def _link(snapshot: Snapshot, cf: CertFile, what: str) -> Finding:
-    target = cf.link.target if cf.link is not None else None
     newest = history_file(snapshot, cf.role) or f"kubelet-{cf.role.value}-<timestamp>.pem"
+    if cf.link is not None and cf.link.is_symlink:
+        found = f"{cf.path} -> {cf.link.target} {what}"
+        fix = f"point the link at the newest good generation (`ln -sfn {newest} {cf.path}`)"
+    else:  # a FIFO, device, socket or directory in place of the link: ln would not replace it
+        found = f"{cf.path} is not a symlink but a FIFO, device, socket or directory"
+        fix = f"remove it and link the newest good generation (`ln -s {newest} {cf.path}`)"
     return Finding(
         codes.SYMLINK_BROKEN, Severity.CRITICAL,
-        f"{cf.path} -> {target} {what}: the kubelet cannot load its "
-        f"{ROLE_NAMES[cf.role]}{_stale_note(cf)}; point the link at the newest good "
-        f"generation (`ln -sfn {newest} {cf.path}`) and restart the kubelet", cf.path)
+        f"{found}: the kubelet cannot load its {ROLE_NAMES[cf.role]}{_stale_note(cf)}; "
+        f"{fix} and restart the kubelet", cf.path)
 
 
 def _not_a_link(cf: CertFile) -> Finding:

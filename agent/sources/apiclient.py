@@ -64,6 +64,12 @@ class _TlsAdapter(HTTPAdapter):
         kwargs["ssl_context"] = self._ctx
         super().init_poolmanager(*args, **kwargs)
 
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # requests would set its default bundle (certifi) as ca_certs, which urllib3 then
+        # loads INTO our context: the API server must be trusted by the kubeconfig's CA only.
+        conn.cert_reqs = "CERT_REQUIRED" if verify else "CERT_NONE"
+        conn.ca_certs = conn.ca_cert_dir = None
+
 
 def _transport_failure(exc: requests.RequestException, server: str, api: ApiSettings
                        ) -> Failure:

@@ -237,6 +237,7 @@ class CsrMonitor:
         except Exception as exc:  # the last line of defence: the thread must not die
             log.error("api_monitor_internal_error", error=type(exc).__name__)
             self._tracker.failed(_internal(exc))
+            self._reload = True  # start again from fresh credentials and a new client
             self._plan = self._scheduler.retry()
         self._publish()
         return self._plan
@@ -248,15 +249,20 @@ class CsrMonitor:
             log.error("api_on_update_failed", error=type(exc).__name__)
 
     def _step(self) -> Step:
+        error = self._tracker.error
+        if error is not None and error.problem is ApiProblem.AUTH_FAILED:
+            self._reload = True  # a rotated cert or replaced token nobody told us about
         if self._reload:
+            self._reload = False  # before reading: a credentials_changed() meanwhile stays
             creds = self._load(self.api)
             if isinstance(creds, ApiError):
+                self._reload = True
                 self._tracker.not_configured(creds)
                 return self._scheduler.retry()
             if self._client is not None:
                 self._client.close()
             self._client = ApiClient(creds, self.api, self._session_factory())
-            self._tracker.server, self._reload = creds.server, False
+            self._tracker.server, self._need_review = creds.server, True  # new creds: who am I?
         client = self._client
         assert client is not None  # noqa: S101 - set above on the first step
         if self._need_review:
@@ -286,13 +292,13 @@ class CsrMonitor:
                     return step
         except ApiFailure as exc:
             if client.aborted:  # stop or credentials_changed(): not the server's fault
-                return Step(Action.WATCH)
+                return Step(Action.WATCH, 0.0, timeout)
             return self._watch_failed(exc.failure, established=True)
         finally:
             client.finish(resp)
         self._tracker.count(OK)
-        if client.aborted:
-            return Step(Action.WATCH)
+        if client.aborted:  # timeoutSeconds=0 would mean the server's 30-60 min default
+            return Step(Action.WATCH, 0.0, timeout)
         self._tracker.succeeded()
         return self._scheduler.watch_ended(self._monotonic() - started, timeout)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,13 +25,13 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from agent.model import CertFile, CertInfo, LinkProblem, LinkState, ReadError, Role, RoleHistory
+from agent.sources.certfile import GENERATION as _GENERATION
 from agent.sources.certfile import load_cert_file
 from agent.sources.files import problem_for, read_file
 from agent.sources.parse import parse_bundle
 
 ROTATING_ROLES = (Role.CLIENT, Role.SERVER)
 _ROLES = {role.value: role for role in ROTATING_ROLES}
-_GENERATION = re.compile(r"kubelet-(client|server)-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)\.pem\Z")
 _LINK_ERRNO = {errno.ELOOP: LinkProblem.LOOP, errno.ENOENT: LinkProblem.DANGLING,
                errno.ENOTDIR: LinkProblem.DANGLING}
 _UNREADABLE_LINK = frozenset({LinkProblem.MISSING, LinkProblem.DANGLING, LinkProblem.LOOP,

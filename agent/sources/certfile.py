@@ -8,6 +8,7 @@ to compare its public key with the leaf's.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import threading
 from collections import OrderedDict
@@ -23,6 +24,8 @@ from agent.sources.parse import ParsedBundle, parse_bundle, parse_key
 
 CERT_SUFFIXES = (".crt", ".pem", ".cer", ".der")
 KEY_SUFFIX = ".key"
+# A kubelet history generation ``kubelet-<role>-<YYYY-MM-DD-HH-MM-SS>.pem``.
+GENERATION = re.compile(r"kubelet-(client|server)-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)\.pem\Z")
 
 
 def load_cert_file(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes: int,
@@ -152,8 +155,9 @@ def load_watched(paths: Iterable[Path], anchors: Sequence[x509.Certificate],
 
     A directory is read non-recursively: every regular file named ``*.crt``, ``*.pem``,
     ``*.cer`` or ``*.der`` (reported even when broken), plus any other regular file that
-    parses as a certificate. ``*.key`` files and non-regular entries are never opened.
-    Sorted by path, one entry per path.
+    parses as a certificate. ``*.key`` files, kubelet history generations (expired
+    history is normal: a cert dir under ``--watch`` must not alarm on it) and
+    non-regular entries are never opened. Sorted by path, one entry per path.
     """
     found: dict[str, CertFile] = {}
     for given in paths:
@@ -174,7 +178,8 @@ def _scan_dir(directory: str, anchors: Sequence[x509.Certificate],
               max_bytes: int) -> list[CertFile]:
     try:
         with os.scandir(directory) as it:
-            entries = [e for e in it if not e.name.endswith(KEY_SUFFIX)]
+            entries = [e for e in it if not e.name.endswith(KEY_SUFFIX)
+                       and GENERATION.match(e.name) is None]
     except OSError as exc:
         return [CertFile(role=Role.WATCHED, path=directory,
                          read_error=problem_for(exc, directory))]

@@ -63,18 +63,16 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def read_file(path: str, max_bytes: int, *, follow: bool = True,
-              pre_stat: os.stat_result | None = None,
+def read_file(path: str, max_bytes: int, *, pre_stat: os.stat_result | None = None,
               during_read: Callable[[], None] | None = None) -> FileRead:
     """Read ``path`` under the rules above. Never raises.
 
-    ``follow=False`` refuses a symlink as the last component (``O_NOFOLLOW``).
     ``pre_stat`` reuses a stat the caller already has (``os.scandir``).
     ``during_read`` is a test seam called, on each attempt, between the read and the
     second ``fstat``.
     """
     try:
-        st = pre_stat or (os.stat(path) if follow else os.lstat(path))
+        st = pre_stat or os.stat(path)
     except OSError as exc:
         return FileRead(None, error=problem_for(exc, path))
     if not stat.S_ISREG(st.st_mode):
@@ -82,10 +80,9 @@ def read_file(path: str, max_bytes: int, *, follow: bool = True,
                                               f"{path} is {kind(st.st_mode)}, not a file"))
     if st.st_size > max_bytes:
         return _too_large(path, st.st_size, max_bytes)
-    flags = _OPEN_FLAGS | (0 if follow else os.O_NOFOLLOW)
     for _attempt in (1, 2):
         try:
-            result = _read_once(path, flags, max_bytes, during_read)
+            result = _read_once(path, _OPEN_FLAGS, max_bytes, during_read)
         except OSError as exc:
             return FileRead(None, error=problem_for(exc, path))
         if result is not None:

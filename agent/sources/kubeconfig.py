@@ -239,7 +239,9 @@ def _load_client_cert(ctx: ssl.SSLContext, parts: _Parts, scratch_dir: Path | No
             if p is not None:
                 _read_small(p, what)  # a clear not-found / permission error
         try:
-            ctx.load_cert_chain(certfile=str(cert), keyfile=str(key) if key else None)
+            # password: an encrypted key fails here instead of OpenSSL asking on the tty
+            ctx.load_cert_chain(certfile=str(cert), keyfile=str(key) if key else None,
+                                password=b"")
         except (ssl.SSLError, ValueError) as exc:
             names = f"{cert}" + (f" / {key}" if key else "")
             label = "embedded client-certificate-data" if parts.cert_data else names

@@ -110,9 +110,9 @@ def _pem_key(block: _Block) -> tuple[str | None, ReadError | None]:
         key = serialization.load_pem_private_key(pem, password=None,
                                                  unsafe_skip_rsa_key_validation=True)
     except Exception:  # its message could quote the input: write our own
-        name = block.label.decode("ascii")
         return None, ReadError(ReadProblem.GARBAGE,
-                               f"{name} block #{block.number} is not a valid key")
+                               f"{_kind(block.label)} (PEM block #{block.number}) is not a "
+                               "valid key")
     return spki_sha256(key.public_key()), None
 
 
@@ -174,7 +174,8 @@ def _parse_blocks(blocks: list[_Block], anchors: Sequence[x509.Certificate],
 def _no_certificate(blocks: list[_Block], has_key: bool) -> str:
     if has_key:
         return "holds a private key but no certificate"
-    labels = ", ".join(sorted({b.label.decode("ascii") for b in blocks}))
+    labels = ", ".join(sorted({_kind(b.label) if b"PRIVATE KEY" in b.label
+                               else b.label.decode("ascii") for b in blocks}))
     return f"PEM holds {labels} but no certificate"
 
 

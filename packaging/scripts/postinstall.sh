@@ -1,7 +1,8 @@
 #!/bin/sh
 # After install or upgrade. deb: $1 = configure (upgrade: $2 = old version);
-# rpm: $1 = 1 on install, 2 on upgrade. Never fails the transaction, and does nothing
-# to services where systemd is not running (containers, image builds, CI).
+# rpm: $1 = 1 on install, 2 on upgrade. Never fails the transaction. Where systemd is not
+# running (image builds, containers, CI) a first install only enables the unit, offline, so
+# a node booted from a baked image starts the agent; nothing is started.
 set -eu
 
 action="${1:-}"
@@ -22,5 +23,7 @@ if [ -d /run/systemd/system ]; then
         # Only restarts a running service: an operator who stopped it keeps it stopped.
         systemctl try-restart kubelet-cert-agent.service >/dev/null 2>&1 || true
     fi
+elif [ "$mode" = install ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl enable kubelet-cert-agent.service >/dev/null 2>&1 || true
 fi
 exit 0
