@@ -117,8 +117,9 @@ def add_policy_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warning-days", type=_positive_float, default=30.0, metavar="DAYS",
                    help="CERT_EXPIRING_SOON is a warning below min(DAYS, --warning-fraction "
                         "of the lifetime) left (default: %(default)s)")
-    g.add_argument("--warning-fraction", type=_fraction, default=0.20, metavar="F",
-                   help="(default: %(default)s)")
+    g.add_argument("--warning-fraction", type=_fraction, default=0.10, metavar="F",
+                   help="(default: %(default)s: 90 %% of the lifetime, where the kubelet's "
+                        "rotation window ends, so a healthy node never warns)")
     g.add_argument("--csr-stale-after", type=_positive_float, default=600.0, metavar="SECONDS",
                    help="a serving CSR Pending longer than this raises SERVING_CSR_PENDING "
                         "(default: %(default)s)")
@@ -181,7 +182,7 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         critical_days=getattr(ns, "critical_days", 7.0),
         critical_fraction=getattr(ns, "critical_fraction", 0.05),
         warning_days=getattr(ns, "warning_days", 30.0),
-        warning_fraction=getattr(ns, "warning_fraction", 0.20),
+        warning_fraction=getattr(ns, "warning_fraction", 0.10),
         csr_stale_after=timedelta(seconds=getattr(ns, "csr_stale_after", 600.0)),
         issue_timeout=timedelta(seconds=getattr(ns, "issue_timeout", 300.0)),
     )

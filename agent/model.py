@@ -288,7 +288,7 @@ class Policy:
     critical_days: float = 7.0
     critical_fraction: float = 0.05
     warning_days: float = 30.0
-    warning_fraction: float = 0.20
+    warning_fraction: float = 0.10  # 90 % of the lifetime: the end of the rotation window
     csr_stale_after: timedelta = timedelta(minutes=10)
     issue_timeout: timedelta = timedelta(minutes=5)
     api_failures_before_unreachable: int = 3

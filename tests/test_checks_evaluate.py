@@ -264,7 +264,9 @@ class TestRealFiles:
         snap = real(tmp_path, now, rotateCertificates=True, tlsCertFile=str(tls),
                     tlsPrivateKeyFile=str(key))
         assert evaluate(snap, now) == ()
-        assert codes_of(evaluate(snap, now + 25 * DAY)) == [codes.CERT_EXPIRING_SOON]
+        # 30-day certificate: warning from 3 days left (10 %), critical from 1.5 days (5 %)
+        assert codes_of(evaluate(snap, now + 26 * DAY + timedelta(hours=12))) == [
+            codes.CERT_EXPIRING_SOON]
         own, own_key = openssl.self_signed("own", "/CN=node1")
         snap = real(tmp_path, now, rotateCertificates=True, tlsCertFile=str(own),
                     tlsPrivateKeyFile=str(own_key))

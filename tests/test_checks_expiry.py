@@ -73,9 +73,11 @@ class TestThresholds:
         assert verdict(cert) == expected
 
     @pytest.mark.parametrize(("remaining", "expected"), [
-        pytest.param(timedelta(hours=5), None, id="5h left of 24h, healthy"),
-        pytest.param(timedelta(hours=4.8), EXPIRING, id="20 % left, warning"),
-        pytest.param(timedelta(hours=4), EXPIRING, id="4h left, warning"),
+        pytest.param(timedelta(hours=4.8), None,
+                     id="20 % left of 24h, inside the rotation window, healthy"),
+        pytest.param(timedelta(hours=2.4) + SECOND, None, id="a second before 90 %, healthy"),
+        pytest.param(timedelta(hours=2.4), EXPIRING, id="10 % left, warning"),
+        pytest.param(timedelta(hours=2), EXPIRING, id="2h left, warning"),
         pytest.param(timedelta(minutes=73), EXPIRING, id="73 minutes left, warning"),
         pytest.param(timedelta(minutes=72), CRITICAL, id="5 % left, critical"),
         pytest.param(timedelta(minutes=10), CRITICAL, id="10 minutes left, critical"),
@@ -85,13 +87,15 @@ class TestThresholds:
         assert verdict(left(remaining, timedelta(hours=24))) == expected
 
     def test_policy_days_move_the_thresholds(self) -> None:
-        """--warning-days 60 warns a one-year certificate with 45 days left."""
+        """--warning-days 60 --warning-fraction 0.2 warns a one-year certificate with 45 days
+        left; the default fraction (36.5 days of a year) still caps --warning-days 60 alone."""
         assert verdict(left(45 * DAY)) is None
-        assert verdict(left(45 * DAY), Policy(warning_days=60)) == EXPIRING
+        assert verdict(left(45 * DAY), Policy(warning_days=60)) is None
+        assert verdict(left(45 * DAY), Policy(warning_days=60, warning_fraction=0.2)) == EXPIRING
 
     def test_thresholds_are_the_smaller_of_days_and_fraction(self) -> None:
         critical, warning = expiry.thresholds(aged(0.5, timedelta(days=10)), Policy())
-        assert (critical, warning) == (timedelta(hours=12), timedelta(days=2))
+        assert (critical, warning) == (timedelta(hours=12), timedelta(days=1))
 
 
 class TestMessages:

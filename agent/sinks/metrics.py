@@ -115,7 +115,8 @@ EVALUATION_DURATION = _f("evaluation_duration_seconds", "gauge",
                          "How long the last snapshot and evaluation took, seconds.")
 EVALUATIONS = _f("evaluations_total", "counter", "Evaluations run since the agent started.")
 READ_ERRORS = _f("read_errors_total", "counter",
-                 "Certificate file reads that failed, by problem.", "problem")
+                 "Inputs (certificates, keys, kubelet config) that became unreadable, "
+                 "by problem.", "problem")
 FS_EVENTS = _f("filesystem_events_total", "counter",
                "Filesystem events seen on the watched paths.")
 ROTATIONS = _f("rotations_observed_total", "counter",
