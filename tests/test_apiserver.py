@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -13,8 +15,8 @@ import requests
 from agent import pkigen
 from agent.config import ApiSettings
 from agent.model import ApiProblem, ApiState, CsrState
-from agent.sources.apischedule import Action
-from agent.sources.apiserver import CsrMonitor, fetch_once
+from agent.sources.apischedule import GONE_RELISTS, Action
+from agent.sources.apiserver import MAX_PAGES, CsrMonitor, fetch_once
 from agent.sources.kubeconfig import load_credentials
 from tests.kubeapi import (
     KubeApi,
@@ -429,3 +431,113 @@ class TestCsrMonitorThread:
             stop.set()
             thread.join(20)
         assert not thread.is_alive()
+
+
+def _items() -> list[dict[str, object]]:
+    return list(fixture_json("list-node1.json")["items"])
+
+
+def _broken(name: str, user: str, status: object) -> dict[str, object]:
+    """A recorded serving CSR renamed, made by ``user``, with ``status`` as given."""
+    item = dict(fixture_json("list-node1.json")["items"][0])  # csr-2tfqn, node1 serving
+    item["metadata"] = {**item["metadata"], "name": name}  # type: ignore[dict-item]
+    item["spec"] = {**item["spec"], "username": user}  # type: ignore[dict-item]
+    item["status"] = status
+    return item
+
+
+class TestAServerThatLies:
+    """Answers no real kube-apiserver gives: each is a clear error or is contained, and
+    none makes the agent ask again at once (5,000 nodes share one API server)."""
+
+    def test_a_list_without_resource_version_is_bad_and_backs_off(self, kube_api: KubeApi
+                                                                  ) -> None:
+        """Nothing to watch from: BAD_RESPONSE and the backoff, not list-list-list."""
+        kube_api.script("list", list_reply(_items(), ""))
+        state = fetch_once(kube_api.settings(), "node1", clock)
+        assert state.error is not None and state.error.problem is ApiProblem.BAD_RESPONSE
+        assert "resourceVersion" in state.error.detail
+        m = monitor(kube_api, rng=random.Random(1))  # noqa: S311 - seeded jitter
+        step = m.step()
+        assert step.action is Action.LIST and step.delay > 0
+        assert m.state().error is not None
+
+    def test_a_repeated_continue_token_is_bad(self, kube_api: KubeApi) -> None:
+        """A continue token the server gave before would page forever: BAD_RESPONSE."""
+        items = _items()
+        kube_api.script("list", list_reply(items[:2], "229", "again"),
+                        list_reply(items[2:4], "229", "again"), list_reply(items[4:], "229"))
+        state = fetch_once(kube_api.settings(), "node1", clock)
+        assert state.error is not None and state.error.problem is ApiProblem.BAD_RESPONSE
+        assert "repeated a continue token" in state.error.detail
+        assert len(kube_api.requests("list")) == 2
+
+    def test_pagination_that_never_ends_stops_at_max_pages(self, kube_api: KubeApi) -> None:
+        """Fresh tokens forever: at most MAX_PAGES requests, then BAD_RESPONSE."""
+        pages = [list_reply([], "229", f"t{n}") for n in range(MAX_PAGES)]
+        kube_api.script("list", *pages, list_reply(_items(), "229"))
+        state = fetch_once(kube_api.settings(), "node1", clock)
+        assert state.error is not None and state.error.problem is ApiProblem.BAD_RESPONSE
+        assert len(kube_api.requests("list")) == MAX_PAGES
+
+    def test_malformed_items_of_other_nodes_do_not_matter(self, kube_api: KubeApi) -> None:
+        """Another node's CSR with wrong types, a non-object item, an item with no
+        owner: the list still works and node1's CSRs are all there."""
+        bad = [42, {"metadata": "x"}, {"metadata": {"name": "n"}, "spec": {"username": 7}},
+               _broken("csr-other", "system:node:node2",
+                       {"conditions": [{"type": ["Approved"], "status": "True"}]}),
+               _broken("csr-other2", "system:node:node2", {"conditions": "Approved"})]
+        kube_api.script("list", list_reply([*bad, *_items()], "229"))
+        state = fetch_once(kube_api.settings(), "node1", clock)
+        assert state.error is None and names(state) == NODE1_SERVING
+
+    def test_a_malformed_item_of_this_node_is_shown_not_hidden(self, kube_api: KubeApi
+                                                               ) -> None:
+        """node1's malformed CSR is kept, Pending, with request_error saying why; the
+        others are unaffected."""
+        bad = _broken("csr-bad", "system:node:node1",
+                      {"conditions": [{"type": "Approved", "lastUpdateTime": 12}]})
+        kube_api.script("list", list_reply([*_items(), bad], "229"))
+        state = fetch_once(kube_api.settings(), "node1", clock)
+        assert state.error is None and names(state) == NODE1_SERVING | {"csr-bad"}
+        (csr,) = [c for c in state.csrs if c.name == "csr-bad"]
+        assert csr.state is CsrState.PENDING
+        assert csr.request_error is not None and "malformed CSR object" in csr.request_error
+
+    def test_a_malformed_watch_event_of_another_node_does_not_end_the_watch(
+            self, kube_api: KubeApi) -> None:
+        """The events after it still arrive; no error, no fallback to polling."""
+        bad = _broken("csr-other", "system:node:node2", {"conditions": [{"type": {}}]})
+        lines = recorded("watch-node1-serving-during-signing.jsonl").stream or ()
+        event = json.dumps({"type": "MODIFIED", "object": bad}).encode() + b"\n"
+        kube_api.script("list", recorded("list-node1-signer-kubelet-serving-after-restart.json"))
+        kube_api.script("watch", Reply(stream=(event, *lines)))
+        m = monitor(kube_api)
+        m.step()
+        m.step()
+        states = {c.name: c.state for c in m.state().csrs}
+        assert m.state().error is None and "csr-other" not in states
+        assert states["csr-rz44z"] is CsrState.ISSUED
+
+    def test_http_410_on_the_watch_request_relists_at_once(self, kube_api: KubeApi) -> None:
+        """HTTP 410 Gone answering the watch itself is the same as an ERROR 410 event:
+        list again now (not ten rounds of polling), and it is not an error."""
+        kube_api.script("watch", status_reply(410, "Expired", "too old resource version"))
+        m = monitor(kube_api)
+        m.step()
+        step = m.step()
+        assert (step.action, step.delay) == (Action.LIST, 0)
+        assert m.state().error is None and dict(m.state().requests_by_outcome)["gone"] == 1
+
+    @pytest.mark.parametrize("reply", [
+        recorded("watch-node1-serving-too-old-rv-410.jsonl"),
+        status_reply(410, "Expired", "too old resource version")], ids=["event", "http"])
+    def test_a_watch_that_is_always_gone_is_polled_not_hammered(self, kube_api: KubeApi,
+                                                                reply: Reply) -> None:
+        """A server that answers 410 to every watch of its own resourceVersion: two
+        immediate relists, then a list every interval."""
+        kube_api.script("watch", reply)
+        m = monitor(kube_api)
+        delays = [m.step().delay for _ in range(2 * (GONE_RELISTS + 1))]
+        assert delays[:-1] == [0.0] * (2 * GONE_RELISTS + 1)
+        assert 0.8 * INTERVAL <= delays[-1] <= 1.2 * INTERVAL

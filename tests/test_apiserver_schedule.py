@@ -12,6 +12,7 @@ from agent.model import ApiProblem
 from agent.sources.apiparse import Failure, classify_status
 from agent.sources.apischedule import (
     CAP,
+    GONE_RELISTS,
     GROWTH,
     POLL_ROUNDS,
     Action,
@@ -112,6 +113,26 @@ class TestScheduler:
         """ERROR 410 on a watch: list again now."""
         step = sched().watch_expired()
         assert step.action is Action.LIST and step.delay == 0
+
+    def test_http_410_on_a_watch_relists_at_once_like_the_error_event(self) -> None:
+        """410 as the watch's HTTP status is not a refusal to watch: list again now."""
+        s = sched()
+        step = s.watch_failed(http(410), established=False)
+        assert (step.action, step.delay) == (Action.LIST, 0) and s.poll_left == 0
+
+    def test_watches_always_gone_switch_to_polling(self) -> None:
+        """A server that answers every watch with 410: GONE_RELISTS immediate relists,
+        then polling, never a tight list-watch loop; a normal watch end resets it."""
+        s = sched()
+        for _ in range(GONE_RELISTS):
+            assert s.watch_expired().delay == 0
+            s.listed()
+        step = s.watch_expired()
+        assert step.action is Action.LIST and 0.8 * INTERVAL <= step.delay <= 1.2 * INTERVAL
+        t = sched()
+        for _ in range(3 * GONE_RELISTS):
+            assert t.watch_expired().delay == 0
+            t.watch_ended(300.0, 300)
 
     @pytest.mark.parametrize("code", [400, 404, 405])
     def test_a_refused_watch_falls_back_to_polling_then_tries_again(self, code: int) -> None:

@@ -34,7 +34,7 @@ class ShapeError(ValueError):
 
 @dataclass(frozen=True)
 class ListPage:
-    """One page of a CSR list: every CSR on it (not yet filtered)."""
+    """One page of a CSR list: every CSR on it, of every node (see ``item_from_object``)."""
 
     items: tuple[CsrInfo, ...]
     resource_version: str
@@ -73,9 +73,9 @@ def _timestamp(value: Any) -> datetime:
         raise ShapeError(f"timestamp expected, got {type(value).__name__}")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise ShapeError(f"bad timestamp {value[:40]!r}") from None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:
@@ -152,6 +152,39 @@ def csr_from_object(obj: Any) -> CsrInfo:
                    reason=reason, request_error=error, **fields)
 
 
+def item_from_object(obj: Any) -> CsrInfo | None:
+    """A list item or watch object as ``CsrInfo``, without letting one bad item fail the
+    list or the watch: every item of every node passes here, and only this node's matter.
+
+    A well-formed CSR gives its ``CsrInfo``. A malformed one (wrong types, bad
+    timestamps, no spec.request) whose name, creationTimestamp, signerName and username
+    can still be read gives a Pending ``CsrInfo`` whose ``request_error`` says what is
+    wrong: if it is this node's, the operator sees it (SERVING_CSR_SUSPICIOUS: inspect
+    it), and if it is another node's it is filtered out like any other. An item whose
+    owner cannot even be read is skipped (None): it cannot be attributed to this node.
+    """
+    try:
+        return csr_from_object(obj)
+    except ShapeError as exc:
+        problem = str(exc)
+    except (ValueError, TypeError) as exc:  # e.g. an unhashable condition type
+        problem = type(exc).__name__
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    spec = obj.get("spec") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict) or not isinstance(spec, dict):
+        return None
+    name, signer, user = meta.get("name"), spec.get("signerName"), spec.get("username")
+    if not (isinstance(name, str) and name and isinstance(signer, str)
+            and isinstance(user, str)):
+        return None
+    try:
+        created = _timestamp(meta.get("creationTimestamp"))
+    except ShapeError:
+        return None
+    return CsrInfo(name=name, created=created, state=CsrState.PENDING, username=user,
+                   signer=signer, request_error=f"malformed CSR object ({problem})")
+
+
 def is_node_serving(csr: CsrInfo, node_name: str) -> bool:
     """A ``kubernetes.io/kubelet-serving`` CSR made by ``system:node:<node_name>``."""
     return csr.signer == SERVING_SIGNER and csr.username == f"system:node:{node_name}"
@@ -180,7 +213,8 @@ def parse_list(body: bytes) -> ListPage:
     if not isinstance(items, list):
         raise ShapeError("items is not a list")
     meta = _mapping(doc.get("metadata"), "metadata")
-    return ListPage(items=tuple(csr_from_object(i) for i in items),
+    parsed = (item_from_object(i) for i in items)
+    return ListPage(items=tuple(c for c in parsed if c is not None),
                     resource_version=str(meta.get("resourceVersion") or ""),
                     continue_token=meta.get("continue") or None)
 
@@ -198,7 +232,7 @@ def parse_watch_line(line: bytes) -> WatchEvent:
     if kind == "ERROR":
         return WatchEvent(type="ERROR", status=obj)
     if kind in ("ADDED", "MODIFIED", "DELETED"):
-        return WatchEvent(type=kind, csr=csr_from_object(obj),
+        return WatchEvent(type=kind, csr=item_from_object(obj),
                           resource_version=str(rv) if rv else None)
     raise ShapeError(f"unknown watch event type {str(kind)[:20]!r}")
 

@@ -21,7 +21,10 @@ virtual clock. The policy (sized for thousands of nodes against one API server):
 * a watch the server refuses (an HTTP error other than 401/403/429/5xx) or that keeps
   failing while lists work switches to a jittered list every interval for
   ``poll_rounds`` rounds, then watching is tried again;
-* 410 Gone (expired resourceVersion or continue token) restarts the list at once.
+* 410 Gone (expired resourceVersion or continue token) restarts the list at once; a
+  watch that gets 410 (HTTP status or ERROR event) more than ``GONE_RELISTS`` times in a
+  row, with no watch ending normally in between, switches to polling instead, so that a
+  server that will not watch from the resourceVersions it lists never makes a tight loop.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ GROWTH = 1.15  # at most this factor between two gaps of a retry schedule
 POLL_JITTER = 0.2  # polls every interval * (1 +/- this)
 WATCH_FAILURES_BEFORE_POLL = 3
 POLL_ROUNDS = 10
+GONE_RELISTS = 2  # immediate relists after a watch's 410 before polling instead
 
 
 class Action(enum.StrEnum):
@@ -125,6 +129,7 @@ class Scheduler:
         self.watch_failures = 0  # watches failed or dropped in a row
         self.poll_left = 0  # remaining rounds of list polling before watching again
         self.gone_restarts = 0
+        self.watch_expiries = 0  # watches ended by 410 since one ended normally
 
     def start(self) -> Step:
         return Step(Action.LIST)
@@ -165,7 +170,7 @@ class Scheduler:
         """The server closed the watch without error after ``elapsed`` seconds."""
         self._succeeded()
         if elapsed >= timeout / 2:  # closed at timeoutSeconds, as asked
-            self.watch_failures = 0
+            self.watch_failures = self.watch_expiries = 0
             return self._watch()
         return self._dropped(Action.WATCH)  # an early end: restart, load balancer, proxy
 
@@ -181,12 +186,18 @@ class Scheduler:
         return self._watch(delay) if action is Action.WATCH else Step(action, delay)
 
     def watch_expired(self) -> Step:
-        """ERROR 410 on the watch: the resourceVersion is too old; list again now."""
+        """410 on the watch (ERROR event or HTTP status): the resourceVersion is too old;
+        list again now, or poll when that keeps happening."""
         self._succeeded()
+        self.watch_expiries += 1
+        if self.watch_expiries > GONE_RELISTS:
+            return self._start_polling()
         return Step(Action.LIST)
 
     def watch_failed(self, failure: Failure, established: bool) -> Step:
         """The watch request failed (``established`` False) or its stream was cut."""
+        if failure.gone:
+            return self.watch_expired()
         code = failure.status_code
         refused = code is not None and code not in (401, 403, 429) and code < 500
         if refused or failure.outcome == "bad-response":
@@ -202,5 +213,5 @@ class Scheduler:
 
     def _start_polling(self) -> Step:
         self.poll_left = POLL_ROUNDS
-        self.watch_failures = 0
+        self.watch_failures = self.watch_expiries = 0
         return self._poll()

@@ -22,7 +22,7 @@ from agent import clock as clock_mod
 from agent.clock import Clock, Monotonic
 from agent.config import ApiSettings
 from agent.model import ApiError, ApiProblem, ApiState, CsrInfo
-from agent.sources.apiclient import ApiClient, ApiFailure
+from agent.sources.apiclient import PAGE_SIZE, ApiClient, ApiFailure
 from agent.sources.apiparse import (
     OK,
     Failure,
@@ -37,6 +37,7 @@ from agent.sources.kubeconfig import Credentials, load_credentials
 log = structlog.get_logger("kubelet_cert_agent.apiserver")
 SessionFactory = Callable[[], requests.Session]
 CredentialLoader = Callable[[ApiSettings], "Credentials | ApiError"]
+MAX_PAGES = 100  # pages of PAGE_SIZE in one list: 50,000 serving CSRs is far beyond real
 
 
 class _Tracker:
@@ -104,10 +105,20 @@ def _review(client: ApiClient, tracker: _Tracker) -> bool:
     return True
 
 
+def _bad_list(detail: str) -> Failure:
+    return Failure("bad-response", ApiProblem.BAD_RESPONSE, f"CSR list: {detail}")
+
+
 def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None]:
-    """Every page of the list; restarts from scratch (twice at most) on 410."""
+    """Every page of the list; restarts from scratch (twice at most) on 410.
+
+    A server that lies cannot keep us asking: a continue token seen before, more than
+    MAX_PAGES pages, or a complete list without a resourceVersion (nothing to watch
+    from) is BAD_RESPONSE, retried on the normal backoff.
+    """
     items: list[CsrInfo] = []
     token: str | None = None
+    seen: set[str] = set()
     restarts = 0
     while True:
         try:
@@ -115,16 +126,24 @@ def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None
         except ApiFailure as exc:
             tracker.count(exc.failure.outcome)
             if exc.failure.gone and token is not None and restarts < 2:
-                items, token, restarts = [], None, restarts + 1
+                items, token, seen, restarts = [], None, set(), restarts + 1
                 continue
             return "", exc.failure
         tracker.count(OK)
         items.extend(page.items)
         if not page.continue_token:
+            if not page.resource_version:
+                return "", _bad_list("no metadata.resourceVersion in the answer")
             tracker.replace(items)
             tracker.succeeded()
             return page.resource_version, None
         token = page.continue_token
+        if token in seen:
+            return "", _bad_list("the API server repeated a continue token")
+        if len(seen) + 1 >= MAX_PAGES:
+            return "", _bad_list(f"more than {MAX_PAGES} pages of {PAGE_SIZE}: "
+                                 "the pagination does not end")
+        seen.add(token)
 
 
 def _internal(exc: Exception) -> Failure:
@@ -304,7 +323,8 @@ class CsrMonitor:
 
     def _watch_failed(self, failure: Failure, established: bool) -> Step:
         self._tracker.count(failure.outcome)
-        self._tracker.failed(failure)
+        if not failure.gone:  # 410: the resourceVersion expired, relist; not an error
+            self._tracker.failed(failure)
         return self._scheduler.watch_failed(failure, established)
 
     def _on_event(self, event: WatchEvent) -> Step | None:
@@ -314,11 +334,7 @@ class CsrMonitor:
             code = status.get("code")
             failure = classify_status(code if isinstance(code, int) else 500,
                                       json.dumps(status).encode())
-            self._tracker.count(failure.outcome)
-            if failure.gone:
-                return self._scheduler.watch_expired()
-            self._tracker.failed(failure)
-            return self._scheduler.watch_failed(failure, established=True)
+            return self._watch_failed(failure, established=True)
         if event.resource_version:
             self._rv = event.resource_version
         if event.type != "BOOKMARK":

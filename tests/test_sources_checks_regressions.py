@@ -1,4 +1,5 @@
-"""Review fixes: which certificate is served, history under --watch, link messages, key labels."""
+"""Regressions found in review: the served certificate, --watch over a cert dir, non-link
+-current.pem entries and key labels in messages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review fixes: the loop survives a broken log and a failing evaluation without flooding."""
+"""The daemon loop survives a broken log and a failing evaluation without flooding."""
 
 from __future__ import annotations
 
