@@ -47,9 +47,17 @@ def _register_unavailable(sub: argparse._SubParsersAction[AgentArgumentParser], 
     p.set_defaults(func=unavailable)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser. Subcommand modules are imported here, one by one, so that a
-    broken optional part (e.g. the daemon) cannot stop ``check`` from running."""
+def _chosen(argv: Sequence[str] | None) -> str | None:
+    """The known command ``argv`` names (its first word that is not an option), if any."""
+    word = next((a for a in argv or () if not a.startswith("-")), None)
+    return word if word in dict(COMMAND_MODULES) else None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. Subcommand modules are imported here, one by one, so that a broken
+    optional part (e.g. the daemon) cannot stop ``check`` from running. When ``argv``
+    names a known command only that one is imported: ``check`` does not pay for the
+    daemon's imports. Otherwise (top-level --help, a usage error) every one is."""
     parser = AgentArgumentParser(
         prog="kubelet-cert-agent",
         description="Tells you, before it bites, that a kubelet certificate is wrong, "
@@ -59,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = _chosen(argv)
     for name, module in COMMAND_MODULES:
+        if chosen is not None and name != chosen:
+            continue
         try:
             importlib.import_module(module).register(sub)
         except ImportError as exc:
@@ -73,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns the exit code (also for ``--help``, ``--version`` and usage errors, which
     argparse signals with SystemExit) so that tests can call it in-process.
     """
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:

@@ -21,6 +21,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from agent import codes
+from agent.checks import sort_key
 from agent.model import CertFile, Evaluation, Finding, Snapshot
 
 FindingKey = tuple[str, str | None]
@@ -79,8 +80,8 @@ def changed_paths(previous: Snapshot | None, current: Snapshot) -> frozenset[str
 
 
 def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
-    """Worst first, then by code and path: deterministic."""
-    return tuple(sorted(findings, key=lambda f: (-f.severity, f.code, f.path or "")))
+    """Worst first, then by code, path and message, as :func:`agent.checks.evaluate`."""
+    return tuple(sorted(findings, key=sort_key))
 
 
 class Settler:

@@ -453,3 +453,17 @@ class TestSwapGap:
         assert len(pauses) == check_cmd.SWAP_GAP_RETRIES
         found = [f for f in evaluate_findings(snap, NOW) if f.code == codes.CLIENT_CERT_MISSING]
         assert found and "restart the kubelet" in found[0].message
+
+
+class TestStartUp:
+    def test_check_does_not_import_the_daemon(self) -> None:
+        """`check` imports only its own command module, not the daemon's watchdog/structlog."""
+        import subprocess
+        import sys
+
+        code = ("import sys; from agent.cli import main; main(['check', '--help']); "
+                "print('LOADED', sorted(m for m in ('agent.daemon', 'agent.demo', 'watchdog') "
+                "if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout
+        assert "LOADED []" in out

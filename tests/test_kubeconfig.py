@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -181,3 +182,14 @@ class TestLoadCredentials:
             assert all(s.bearer and s.client_cn is None for s in api.seen)
         finally:
             api.stop()
+
+
+class TestSpecialFiles:
+    def test_token_file_that_is_a_fifo_is_refused_without_blocking(self, tmp_path: Path) -> None:
+        fifo = tmp_path / "token"
+        os.mkfifo(fifo)
+        result = load_credentials(ApiSettings(server="https://127.0.0.1:6443", token_file=fifo),
+                                  candidates=())
+        assert isinstance(result, ApiError)
+        assert result.problem is ApiProblem.NOT_CONFIGURED
+        assert f"token file {fifo} is a FIFO" in result.detail

@@ -16,6 +16,7 @@ from datetime import datetime
 from agent import codes
 from agent.checks.common import duration, iso, node_identity
 from agent.model import ApiError, ApiProblem, ApiState, Finding, Policy, Role, Severity, Snapshot
+from agent.sources.certdir import current_name
 
 TRANSIENT = frozenset({ApiProblem.UNREACHABLE, ApiProblem.RATE_LIMITED, ApiProblem.BAD_RESPONSE})
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -30,7 +31,7 @@ def _age(api: ApiState, now: datetime) -> str:
 def _client_path(snapshot: Snapshot) -> str:
     client = snapshot.cert(Role.CLIENT)
     return client.path if client is not None else os.path.join(
-        snapshot.cert_dir, "kubelet-client-current.pem")
+        snapshot.cert_dir, current_name(Role.CLIENT))
 
 
 def _error(snapshot: Snapshot, api: ApiState, err: ApiError, now: datetime,

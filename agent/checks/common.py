@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from agent.model import CertFile, CsrInfo, KeyMatch, LinkProblem, ReadProblem, Role, Snapshot
+from agent.sources.certdir import updated_name
 
 ROLE_NAMES: dict[Role, str] = {
     Role.CLIENT: "kubelet client certificate",
@@ -71,7 +72,7 @@ def names_node(node: str, dns_names: tuple[str, ...], ip_addresses: tuple[str, .
 
 def swap_in_progress(snapshot: Snapshot, role: Role) -> bool:
     """A ``kubelet-<role>-updated.pem`` exists: the kubelet is between steps 3 and 4."""
-    wanted = f"kubelet-{role.value}-updated.pem"
+    wanted = updated_name(role)
     return any(os.path.basename(p) == wanted for p in snapshot.updated_links)
 
 

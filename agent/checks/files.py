@@ -41,6 +41,7 @@ from agent.model import (
     Severity,
     Snapshot,
 )
+from agent.sources.certdir import updated_name
 
 LINK_PROBLEMS = {
     LinkProblem.DANGLING: "points at a file that does not exist",
@@ -50,7 +51,7 @@ LINK_PROBLEMS = {
 
 
 def _interrupted_swap(cf: CertFile, code: str) -> Finding:
-    updated = os.path.join(os.path.dirname(cf.path), f"kubelet-{cf.role.value}-updated.pem")
+    updated = os.path.join(os.path.dirname(cf.path), updated_name(cf.role))
     return Finding(
         code, Severity.CRITICAL,
         f"{cf.path} is missing but {updated} exists: the kubelet stopped in the middle of a "

@@ -7,9 +7,10 @@ absent values are ``null``, never missing keys. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from agent.checks.common import iso
 from agent.model import (
     ApiError,
     ApiState,
@@ -30,9 +31,7 @@ SCHEMA_VERSION = 1
 
 def timestamp(value: datetime | None) -> str | None:
     """``2026-11-23T12:00:00Z`` (whole seconds, like every certificate time), or None."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if value is None else iso(value)
 
 
 def evaluation_to_dict(ev: Evaluation) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from agent.checks.common import iso
 from agent.model import (
     ApiState,
     CertFile,
@@ -60,7 +61,7 @@ def summary_line(ev: Evaluation) -> str:
     parts = [f"{counts[s]} {s.label}{'s' if s is Severity.WARNING and counts[s] > 1 else ''}"
              for s in sorted(Severity, reverse=True) if counts[s]]
     return (f"{ev.status.name}: {', '.join(parts) or 'no findings'} — "
-            f"node {ev.snapshot.node_name}, evaluated {_iso(ev.now)}")
+            f"node {ev.snapshot.node_name}, evaluated {iso(ev.now)}")
 
 
 def residual(delta: timedelta) -> str:
@@ -97,7 +98,7 @@ def cert_state(c: CertFile, now: datetime) -> str:
     if c.read_error is not None:
         words.append(f"unreadable ({c.read_error.problem.value})")
     if c.stale_since is not None:
-        words.append(f"stale since {_iso(c.stale_since)}")
+        words.append(f"stale since {iso(c.stale_since)}")
     leaf = c.leaf
     if leaf is not None:
         if now >= leaf.not_after:
@@ -154,7 +155,7 @@ def _api_line(api: ApiState) -> str:
         code = f" HTTP {e.status_code}" if e.status_code else ""
         return (f"{head} {e.problem.value}{code} ({e.detail}), "
                 f"{e.consecutive_failures} consecutive failure(s); last success "
-                f"{_iso(api.last_success) if api.last_success else 'never'}")
+                f"{iso(api.last_success) if api.last_success else 'never'}")
     states = Counter(c.state.value for c in api.csrs)
     detail = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     who = f" as {api.identity_username}" if api.identity_username else ""
@@ -215,7 +216,3 @@ def _stamp(text: str | None) -> str:
 
 def _size(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

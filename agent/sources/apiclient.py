@@ -183,16 +183,13 @@ class ApiClient:
             self.abort()
         return resp
 
-    def events(self, resp: requests.Response) -> Iterator[WatchEvent]:
-        """The events of an open watch, until the server closes it (ApiFailure if cut)."""
-        yield from self._events(resp)
-
     def finish(self, resp: requests.Response) -> None:
         with self._lock:
             self._inflight = None
         resp.close()
 
-    def _events(self, resp: requests.Response) -> Iterator[WatchEvent]:
+    def events(self, resp: requests.Response) -> Iterator[WatchEvent]:
+        """The events of an open watch, until the server closes it (ApiFailure if cut)."""
         try:
             for line in resp.iter_lines(chunk_size=None):
                 if not line.strip():

@@ -27,7 +27,8 @@ from typing import Any
 import yaml
 
 from agent.config import DEFAULT_KUBECONFIGS, MAX_FILE_BYTES, ApiSettings
-from agent.model import ApiError, ApiProblem
+from agent.model import ApiError, ApiProblem, ReadProblem
+from agent.sources.files import read_file
 
 
 @dataclass(frozen=True)
@@ -63,18 +64,18 @@ def find_kubeconfig(api: ApiSettings, candidates: tuple[str, ...] = DEFAULT_KUBE
 
 
 def _read_small(path: Path, what: str) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise KubeconfigError(f"{what} {path} not found") from None
-    except PermissionError:
-        raise KubeconfigError(f"{what} {path}: permission denied (run as root?)") from None
-    except OSError as exc:
-        raise KubeconfigError(f"{what} {path}: {exc.strerror or 'read error'}") from None
-    if len(data) > MAX_FILE_BYTES:
+    """The bytes of ``path`` read as every input is (bounded, never blocks on a FIFO)."""
+    read = read_file(str(path), MAX_FILE_BYTES)
+    error = read.error
+    if error is None:
+        return read.data or b""
+    if error.problem is ReadProblem.NOT_FOUND:
+        raise KubeconfigError(f"{what} {path} not found")
+    if error.problem is ReadProblem.PERMISSION_DENIED:
+        raise KubeconfigError(f"{what} {path}: permission denied (run as root?)")
+    if error.problem is ReadProblem.TOO_LARGE:
         raise KubeconfigError(f"{what} {path} is larger than {MAX_FILE_BYTES} bytes")
-    return data
+    raise KubeconfigError(f"{what} {error.detail}")
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -212,9 +213,6 @@ def _ssl_context(parts: _Parts, scratch_dir: Path | None) -> ssl.SSLContext:
     except (ssl.SSLError, ValueError) as exc:
         raise KubeconfigError(f"{parts.source}: the API server CA bundle could not be loaded "
                               f"({_ssl_reason(exc)})") from None
-    if parts.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
     if parts.cert_file or parts.cert_data:
         _load_client_cert(ctx, parts, scratch_dir)
     elif parts.key_file or parts.key_data:
