@@ -7,7 +7,6 @@ what it has. ``apply`` restarts only the parts whose settings changed on reload.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ from agent.config import Settings
 from agent.logging import emit
 from agent.model import Snapshot
 from agent.sinks.events import Event, event
-from agent.snapshot import input_paths, watch_dirs
+from agent.snapshot import watch_plan
 from agent.supervise import ApiThread, MonitorFactory, default_monitor_factory
 from agent.watch import ObserverFactory, Watcher
 
@@ -101,14 +100,12 @@ class Services:
         """
         if self.watcher is None or snapshot is None:
             return False
-        sources = self.settings.sources
-        whole = [snapshot.cert_dir] + [os.path.abspath(p) for p in sources.watch_paths
-                                       if os.path.isdir(p)]
+        dirs, paths, whole = watch_plan(snapshot, self.settings.sources)
         textfile = self.settings.daemon.textfile_dir
         try:
             return self.watcher.update(
-                watch_dirs(snapshot, sources), input_paths(snapshot, sources),
-                whole_dirs=whole, ignored_dirs=[str(textfile)] if textfile else [])
+                dirs, paths, whole_dirs=list(whole),
+                ignored_dirs=[str(textfile)] if textfile else [])
         except Exception as exc:  # a watch problem must not stop evaluations
             emit([event("watch_failed", "warning", error=type(exc).__name__)])
             return False

@@ -131,15 +131,26 @@ def _existing_dir(path: str) -> str:
     return path
 
 
-def watch_dirs(snapshot: Snapshot, sources: SourceSettings) -> frozenset[str]:
-    """The existing directories to watch so that a change to any input is seen.
+def watch_plan(snapshot: Snapshot, sources: SourceSettings) -> tuple[
+        frozenset[str], frozenset[str], tuple[str, ...]]:
+    """(directories to watch, input paths, directories whose every entry matters).
 
-    The parent of every input path (link targets outside the cert dir included), the
-    cert dir, and each ``--watch`` directory itself; a directory that does not exist
-    yet is replaced by its nearest existing ancestor, so its creation is seen.
+    Computed together so the daemon walks the inputs and stats the ``--watch`` paths
+    once per evaluation. Directories to watch: the parent of every input path (link
+    targets outside the cert dir included), the cert dir and each ``--watch`` directory;
+    one that does not exist yet is replaced by its nearest existing ancestor, so its
+    creation is seen. Whole directories: the cert dir (new generations) and ``--watch``
+    directories.
     """
+    paths = input_paths(snapshot, sources)
     watched_dirs = {os.path.abspath(p) for p in sources.watch_paths if os.path.isdir(p)}
-    wanted = {os.path.dirname(p) for p in input_paths(snapshot, sources) - watched_dirs}
+    wanted = {os.path.dirname(p) for p in paths - watched_dirs}
     wanted.add(snapshot.cert_dir)
     wanted.update(watched_dirs)
-    return frozenset(_existing_dir(d) for d in wanted)
+    dirs = frozenset(_existing_dir(d) for d in wanted)
+    return dirs, paths, (snapshot.cert_dir, *sorted(watched_dirs))
+
+
+def watch_dirs(snapshot: Snapshot, sources: SourceSettings) -> frozenset[str]:
+    """The existing directories to watch so that a change to any input is seen."""
+    return watch_plan(snapshot, sources)[0]
