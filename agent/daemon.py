@@ -140,11 +140,22 @@ class Daemon:
         stats = record_fs_events(stats, fs_events)
         self.stats = record_evaluation(stats, now, self._monotonic() - started)
         state = AgentState(evaluation=published, stats=self.stats)
-        self.holder.set(state)
+        self._publish(state)
         emit(events)
         if Role.CLIENT in roles:
             self.services.credentials_changed()
         return state
+
+    def _publish(self, state: AgentState) -> None:
+        """Render the exposition of ``state``, then make it the one scrapes see.
+
+        In this order a scrape never renders (nor waits for) thousands of certificates: it
+        serves the previous state's body until the new one is ready.
+        """
+        from agent.sinks.metrics import EXPOSITIONS
+
+        EXPOSITIONS.prerender(state)
+        self.holder.set(state)
 
     def _write_textfile(self, state: AgentState) -> None:
         directory = self.settings.daemon.textfile_dir
@@ -157,7 +168,7 @@ class Daemon:
             write_textfile(directory, render(state))
         except Exception as exc:  # counted, logged once per streak, never fatal
             self.stats = record_textfile_error(self.stats)
-            self.holder.set(AgentState(evaluation=state.evaluation, stats=self.stats))
+            self._publish(AgentState(evaluation=state.evaluation, stats=self.stats))
             if not self._textfile_failing:
                 error = getattr(exc, "strerror", None) or type(exc).__name__
                 emit([event("textfile_write_failed", "error", directory=str(directory),

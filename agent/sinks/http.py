@@ -26,10 +26,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
-from prometheus_client.exposition import choose_encoder
 
 from agent.model import AgentState, Evaluation
-from agent.sinks.metrics import registry_for
+from agent.sinks.metrics import EXPOSITIONS, Expositions
 
 StateGetter = Callable[[], AgentState | None]
 StatusJson = Callable[[Evaluation], Mapping[str, Any]]
@@ -72,12 +71,12 @@ def _default_status_json(evaluation: Evaluation) -> Mapping[str, Any]:
 class Endpoints:
     """Request routing, independent of the socket layer: path + Accept -> Response."""
 
-    def __init__(self, get_state: StateGetter, status_json: StatusJson | None = None) -> None:
+    def __init__(self, get_state: StateGetter, status_json: StatusJson | None = None,
+                 expositions: Expositions = EXPOSITIONS) -> None:
         self._get_state = get_state
         self._status_json = status_json or _default_status_json
-        # The exposition of the last state rendered, per content type. A state is immutable,
-        # so while the daemon publishes nothing new a scrape costs a dictionary lookup.
-        self._cache: tuple[AgentState | None, dict[str, bytes]] = (None, {})
+        # Shared with the daemon, which renders each state there before publishing it.
+        self._expositions = expositions
 
     def respond(self, path: str, accept: str) -> Response:
         route = urlsplit(path).path
@@ -96,20 +95,12 @@ class Endpoints:
                         b"not found: try /metrics, /healthz or /status\n")
 
     def _metrics(self, accept: str) -> Response:
-        encoder, content_type = choose_encoder(accept)
         try:
             state = self._get_state()
         except Exception as exc:  # as AgentCollector does: answer "nothing evaluated"
             _log.error("http_get_state_failed", error=type(exc).__name__)
             state = None
-        cached_state, bodies = self._cache
-        if cached_state is not state:
-            bodies = {}
-            self._cache = (state, bodies)
-        body = bodies.get(content_type)
-        if body is None:
-            # Rendered from the state fetched above, so the body and the cache key agree.
-            body = bodies[content_type] = encoder(registry_for(lambda: state))
+        content_type, body = self._expositions.body(state, accept)
         return Response(HTTPStatus.OK, content_type, body)
 
     def _healthz(self) -> Response:

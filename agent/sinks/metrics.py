@@ -16,13 +16,15 @@ published yet).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 import structlog
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent import __version__
@@ -42,7 +44,15 @@ from agent.model import (
 )
 
 PREFIX = "kubelet_cert_agent_"
-CERT_LABELS = ("role", "path", "target", "serial", "subject", "issuer")
+# What identifies one certificate in every per-certificate family; ``index`` (0-based position
+# in the file) is added only where a file holds several exported certificates (a CA bundle).
+# Everything descriptive is on ``certificate_info`` alone: a scrape repeats the long labels
+# (subject, issuer, serial, target) once per certificate instead of once per family, and a
+# rotation changes one info series instead of every numeric one. Join with
+# ``* on(path, role, index) group_left(subject, serial) kubelet_cert_agent_certificate_info``.
+CERT_LABELS = ("path", "role")
+INDEX_LABEL = "index"
+INFO_LABELS = (*CERT_LABELS, "target", "subject", "issuer", "serial")
 _log = structlog.get_logger(__name__)
 
 
@@ -67,19 +77,22 @@ def _f(name: str, kind: Literal["gauge", "counter"], help_: str, *labels: str) -
 
 
 # -- per certificate (live certificates and trust anchors, role "ca") ----------------------
+CERT_INFO = _f("certificate_info", "gauge",
+               "Always 1; the labels describe the certificate at (path, role[, index]); "
+               "target is present when path is a link.", *INFO_LABELS)
 CERT_NOT_BEFORE = _f("certificate_not_before_timestamp_seconds", "gauge",
                      "Start of the certificate's validity (notBefore), Unix time.", *CERT_LABELS)
 CERT_NOT_AFTER = _f("certificate_not_after_timestamp_seconds", "gauge",
                     "End of the certificate's validity (notAfter), Unix time.", *CERT_LABELS)
 CERT_WINDOW_START = _f("certificate_rotation_window_start_timestamp_seconds", "gauge",
-                       "Earliest instant the kubelet rotates this certificate "
-                       "(notBefore + 70% of the lifetime), Unix time.", *CERT_LABELS)
+                       "Earliest instant the kubelet rotates this client or serving "
+                       "certificate (notBefore + 70% of the lifetime), Unix time.", *CERT_LABELS)
 CERT_WINDOW_END = _f("certificate_rotation_window_end_timestamp_seconds", "gauge",
-                     "Latest instant the kubelet rotates this certificate "
+                     "Latest instant the kubelet rotates this client or serving certificate "
                      "(notBefore + 90% of the lifetime), Unix time.", *CERT_LABELS)
 CERT_SELF_SIGNED = _f("certificate_self_signed", "gauge",
-                      "1 if the certificate is the kubelet's self-signed fallback or otherwise "
-                      "issued by a CA inside its own file.", *CERT_LABELS)
+                      "1 if one of the kubelet's own certificates is its self-signed fallback "
+                      "or otherwise issued by a CA inside its own file, else 0.", *CERT_LABELS)
 CERT_KEY_MATCH = _f("certificate_key_match", "gauge",
                     "1 if the private key belongs to the certificate, 0 if it does not; "
                     "absent when no key could be compared.", *CERT_LABELS)
@@ -87,8 +100,8 @@ CERT_TRUSTED = _f("certificate_trusted", "gauge",
                   "1 if the certificate chains to a known trust anchor, 0 if not; "
                   "absent when no trust anchor is known.", *CERT_LABELS)
 CERT_STALE = _f("certificate_stale", "gauge",
-                "1 if the file has become unreadable and these values are the last good ones.",
-                *CERT_LABELS)
+                "1 while the file is unreadable and its series show the last good values; "
+                "absent while it reads fine.", *CERT_LABELS)
 
 # -- verdict --------------------------------------------------------------------------------
 FINDING = _f("finding", "gauge", "1 for each active finding (code: see the README).",
@@ -141,8 +154,9 @@ API_UP = _f("apiserver_up", "gauge",
             "1 if the agent's last request to the API server succeeded, 0 if it failed.")
 
 FAMILIES: tuple[Family, ...] = (
-    CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END, CERT_SELF_SIGNED,
-    CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS, HISTORY_GENERATIONS,
+    CERT_INFO, CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END,
+    CERT_SELF_SIGNED, CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS,
+    HISTORY_GENERATIONS,
     HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
     EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
     CSR_OLDEST_PENDING, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
@@ -165,51 +179,74 @@ class _Builder:
 
     def __init__(self) -> None:
         self._families: dict[Family, GaugeMetricFamily | CounterMetricFamily] = {}
-        self._seen: set[tuple[str, tuple[str, ...]]] = set()
+        self._seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
     def add(self, family: Family, value: float, labels: Sequence[str] = ()) -> None:
-        key = (family.name, tuple(labels))
+        """A sample whose label values are, in order, those of ``family.labels``."""
+        self.add_labelled(family, value, dict(zip(family.labels, labels, strict=True)))
+
+    def add_labelled(self, family: Family, value: float, labels: dict[str, str]) -> None:
+        """A sample with these labels (a subset of the family's plus ``index``)."""
+        key = (family.name, tuple(labels.items()))
         if key in self._seen:
             return
         self._seen.add(key)
         metric = self._families.get(family)
         if metric is None:
             metric = self._families[family] = family.new()
-        metric.add_metric(list(labels), value)
+        metric.add_sample(family.name, labels, value)  # a counter's name ends in _total
 
     def metrics(self) -> list[Metric]:
         return list(self._families.values())
 
 
-def _cert_labels(cert_file: CertFile, info: CertInfo, role: str) -> tuple[str, ...]:
-    return (role, cert_file.path, cert_file.target or "", info.serial.lower(), info.subject,
-            info.issuer)
+# The kubelet rotates these (a window to report) and owns these (self-signed is its fallback).
+_ROTATED = frozenset({Role.CLIENT, Role.SERVER})
+_KUBELET_OWN = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
 
 
-def _add_cert(out: _Builder, cert_file: CertFile, info: CertInfo, *, anchor: bool) -> None:
-    labels = _cert_labels(cert_file, info, Role.TRUST_ANCHOR.value if anchor
-                          else cert_file.role.value)
-    out.add(CERT_NOT_BEFORE, _ts(info.not_before), labels)
-    out.add(CERT_NOT_AFTER, _ts(info.not_after), labels)
-    if not anchor:  # a CA is not rotated by the kubelet: no window to report
-        out.add(CERT_WINDOW_START, _ts(info.rotation_window_start), labels)
-        out.add(CERT_WINDOW_END, _ts(info.rotation_window_end), labels)
-    out.add(CERT_SELF_SIGNED, _bool(cert_file.self_signed), labels)
+def _add_cert(out: _Builder, ident: dict[str, str], cert_file: CertFile, info: CertInfo) -> None:
+    """The per-certificate series: info and validity (one per certificate of the file)."""
+    described = dict(ident)
+    if cert_file.target and cert_file.target != cert_file.path:
+        described["target"] = cert_file.target
+    described.update(subject=info.subject, issuer=info.issuer, serial=info.serial.lower())
+    out.add_labelled(CERT_INFO, 1.0, described)
+    out.add_labelled(CERT_NOT_BEFORE, _ts(info.not_before), ident)
+    out.add_labelled(CERT_NOT_AFTER, _ts(info.not_after), ident)
+
+
+def _add_file(out: _Builder, ident: dict[str, str], cert_file: CertFile, role: Role) -> None:
+    """The per-file facts: what the file's leaf is to the kubelet and whether it is stale."""
+    leaf = cert_file.leaf
+    if role in _ROTATED and leaf is not None:
+        out.add_labelled(CERT_WINDOW_START, _ts(leaf.rotation_window_start), ident)
+        out.add_labelled(CERT_WINDOW_END, _ts(leaf.rotation_window_end), ident)
+    if role in _KUBELET_OWN:
+        out.add_labelled(CERT_SELF_SIGNED, _bool(cert_file.self_signed), ident)
     if cert_file.key_match in (KeyMatch.MATCH, KeyMatch.MISMATCH):
-        out.add(CERT_KEY_MATCH, _bool(cert_file.key_match is KeyMatch.MATCH), labels)
+        out.add_labelled(CERT_KEY_MATCH, _bool(cert_file.key_match is KeyMatch.MATCH), ident)
     if cert_file.trusted is not None:
-        out.add(CERT_TRUSTED, _bool(cert_file.trusted), labels)
-    out.add(CERT_STALE, _bool(cert_file.stale_since is not None), labels)
+        out.add_labelled(CERT_TRUSTED, _bool(cert_file.trusted), ident)
+    if cert_file.stale_since is not None:
+        out.add_labelled(CERT_STALE, 1.0, ident)
 
 
 def _add_certificates(out: _Builder, snapshot: Snapshot) -> None:
     for cert_file in snapshot.certs:
         if cert_file.leaf is not None:
-            _add_cert(out, cert_file, cert_file.leaf, anchor=False)
+            ident = {"path": cert_file.path, "role": cert_file.role.value}
+            _add_cert(out, ident, cert_file, cert_file.leaf)
+            _add_file(out, ident, cert_file, cert_file.role)
     for anchor in snapshot.anchors:
         # A CA bundle holds several CAs: each is a trust anchor that can expire.
-        for info in anchor.chain or ((anchor.leaf,) if anchor.leaf else ()):
-            _add_cert(out, anchor, info, anchor=True)
+        cas = anchor.chain or ((anchor.leaf,) if anchor.leaf else ())
+        ident = {"path": anchor.path, "role": Role.TRUST_ANCHOR.value}
+        for index, info in enumerate(cas):
+            _add_cert(out, {**ident, INDEX_LABEL: str(index)} if len(cas) > 1 else ident,
+                      anchor, info)
+        if cas:
+            _add_file(out, ident, anchor, Role.TRUST_ANCHOR)
 
 
 def _add_verdict(out: _Builder, evaluation: Evaluation) -> None:
@@ -307,6 +344,54 @@ def registry_for(get_state: Callable[[], AgentState | None]) -> CollectorRegistr
     return registry
 
 
+# What a plain scraper and Prometheus (OpenMetrics 1.0.0 first) ask for: rendered ahead.
+_AHEAD = ("", "application/openmetrics-text;version=1.0.0")
+
+
+class Expositions:
+    """The rendered exposition of the last ``keep`` states, per content type.
+
+    A state is immutable, so its exposition is too: :meth:`prerender` renders it before the
+    daemon publishes the state, and a scrape of a published state is a dictionary lookup:
+    it never waits for a render of thousands of certificates (nor on the evaluation that
+    produces the next state). States are matched by identity; ``keep`` is 2 so that the
+    state being prepared never evicts the one still being served.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._entries: list[tuple[AgentState | None, dict[str, bytes]]] = []
+
+    def body(self, state: AgentState | None, accept: str = "") -> tuple[str, bytes]:
+        """(content type, body) of ``state`` for a scraper sending ``accept``."""
+        encoder, content_type = choose_encoder(accept)
+        with self._lock:
+            bodies = self._bodies(state)
+            found = bodies.get(content_type)
+        if found is None:
+            found = encoder(registry_for(lambda: state))
+            with self._lock:
+                bodies[content_type] = found
+        return content_type, found
+
+    def prerender(self, state: AgentState | None) -> None:
+        """Render ``state`` for the usual scrapers now, before anyone asks."""
+        for accept in _AHEAD:
+            self.body(state, accept)
+
+    def _bodies(self, state: AgentState | None) -> dict[str, bytes]:
+        for known, bodies in self._entries:
+            if known is state:
+                return bodies
+        bodies = {}
+        self._entries = [*self._entries[-(self._keep - 1):], (state, bodies)]
+        return bodies
+
+
+EXPOSITIONS = Expositions()
+
+
 def render(state: AgentState | None) -> bytes:
     """Text exposition (format 0.0.4) of ``state``, without timestamps, for the textfile."""
-    return generate_latest(registry_for(lambda: state))
+    return EXPOSITIONS.body(state)[1]
