@@ -28,6 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent import __version__
+from agent.kubelet import KUBELET_ROLES, ROTATING_ROLES
 from agent.model import (
     AgentState,
     AgentStats,
@@ -200,9 +201,6 @@ class _Builder:
         return list(self._families.values())
 
 
-# The kubelet rotates these (a window to report) and owns these (self-signed is its fallback).
-_ROTATED = frozenset({Role.CLIENT, Role.SERVER})
-_KUBELET_OWN = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
 
 
 def _add_cert(out: _Builder, ident: dict[str, str], cert_file: CertFile, info: CertInfo) -> None:
@@ -219,10 +217,10 @@ def _add_cert(out: _Builder, ident: dict[str, str], cert_file: CertFile, info: C
 def _add_file(out: _Builder, ident: dict[str, str], cert_file: CertFile, role: Role) -> None:
     """The per-file facts: what the file's leaf is to the kubelet and whether it is stale."""
     leaf = cert_file.leaf
-    if role in _ROTATED and leaf is not None:
+    if role in ROTATING_ROLES and leaf is not None:  # only those have a window
         out.add_labelled(CERT_WINDOW_START, _ts(leaf.rotation_window_start), ident)
         out.add_labelled(CERT_WINDOW_END, _ts(leaf.rotation_window_end), ident)
-    if role in _KUBELET_OWN:
+    if role in KUBELET_ROLES:  # the self-signed fallback is a kubelet notion
         out.add_labelled(CERT_SELF_SIGNED, _bool(cert_file.self_signed), ident)
     if cert_file.key_match in (KeyMatch.MATCH, KeyMatch.MISMATCH):
         out.add_labelled(CERT_KEY_MATCH, _bool(cert_file.key_match is KeyMatch.MATCH), ident)
