@@ -354,6 +354,9 @@ class Snapshot:
     history: tuple[RoleHistory, ...] = ()
     updated_links: tuple[str, ...] = ()  # transient -updated.pem links (swap in progress)
     api: ApiState | None = None  # None: offline / not asked
+    # False while the daemon's first scan of big --watch directories is still running:
+    # this snapshot holds everything else, and the complete one follows.
+    complete: bool = True
 
     def cert(self, role: Role) -> CertFile | None:
         """The first certificate file with this role, if any."""

@@ -195,6 +195,12 @@ class TestVerdict:
         """0 OK, 1 WARNING, 2 CRITICAL."""
         assert value(with_state(findings=findings), "status") == expected
 
+    @pytest.mark.parametrize("complete", [True, False], ids=["complete", "first-scan"])
+    def test_inventory_complete_says_whether_every_input_was_read(self, complete: bool
+                                                                   ) -> None:
+        """0 while the daemon shows a partial first snapshot, 1 afterwards."""
+        assert value(with_state({"complete": complete}), "inventory_complete") == float(complete)
+
     def test_status_is_unknown_before_the_first_evaluation(self) -> None:
         """No state yet: status 3 and build info, nothing else."""
         names = {m.name for m in registry(None).collect()}

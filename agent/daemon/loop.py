@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,8 @@ class Daemon:
                   started: float) -> AgentState:
         with self._api_lock:
             api, self._api_changed = self._api_state, False
+        if self._snapshot is None and self.settings.sources.watch_paths:
+            self._publish_partial(now, api)
         snapshot = merge_stale(self._snapshot, build_snapshot(self.settings.sources, now, api),
                                now)
         moved = set(changed) | changed_paths(self._snapshot, snapshot)
@@ -145,6 +148,17 @@ class Daemon:
         if Role.CLIENT in roles:
             self.services.credentials_changed()
         return state
+
+    def _publish_partial(self, now: datetime, api: ApiState | None) -> None:
+        """Before the first scan of the ``--watch`` paths (ten thousand files take seconds),
+        publish the kubelet's own certificates, marked incomplete: scrapes see those at once.
+
+        Nothing is settled, diffed or logged: the complete evaluation right after does that.
+        """
+        sources = replace(self.settings.sources, watch_paths=())
+        snapshot = replace(build_snapshot(sources, now, api), complete=False)
+        self._publish(AgentState(evaluation=judge(snapshot, now, self.settings.policy),
+                                 stats=self.stats))
 
     def _publish(self, state: AgentState) -> None:
         """Render the exposition of ``state``, then make it the one scrapes see.

@@ -44,6 +44,7 @@ def evaluation_to_dict(ev: Evaluation) -> dict[str, Any]:
         "node": snap.node_name,
         "evaluated_at": timestamp(ev.now),
         "snapshot_taken_at": timestamp(snap.taken_at),
+        "inventory_complete": snap.complete,
         "cert_dir": snap.cert_dir,
         "kubelet_config": _kubelet_config(snap.kubelet_config),
         "certificates": [cert_file_to_dict(c) for c in snap.certs + snap.anchors],

@@ -109,6 +109,9 @@ FINDING = _f("finding", "gauge", "1 for each active finding (code: see the READM
              "code", "severity", "path")
 STATUS = _f("status", "gauge",
             "Overall verdict: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (nothing evaluated yet).")
+INVENTORY_COMPLETE = _f("inventory_complete", "gauge",
+                        "1 once every input has been read; 0 while the first scan of big "
+                        "--watch directories runs and only the other certificates are shown.")
 
 # -- history of timestamped generations ----------------------------------------------------
 HISTORY_GENERATIONS = _f("history_generations", "gauge",
@@ -156,7 +159,7 @@ API_UP = _f("apiserver_up", "gauge",
 
 FAMILIES: tuple[Family, ...] = (
     CERT_INFO, CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END,
-    CERT_SELF_SIGNED, CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS,
+    CERT_SELF_SIGNED, CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS, INVENTORY_COMPLETE,
     HISTORY_GENERATIONS,
     HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
     EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
@@ -249,6 +252,7 @@ def _add_certificates(out: _Builder, snapshot: Snapshot) -> None:
 
 def _add_verdict(out: _Builder, evaluation: Evaluation) -> None:
     out.add(STATUS, float(evaluation.status))
+    out.add(INVENTORY_COMPLETE, _bool(evaluation.snapshot.complete))
     for finding in evaluation.findings:
         out.add(FINDING, 1.0, (finding.code, finding.severity.label, finding.path or ""))
 
