@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 TICKS = os.sysconf("SC_CLK_TCK")
-COMPLETE = b"kubelet_cert_agent_inventory_complete 1"
+COMPLETE = b"\nkubelet_cert_agent_inventory_complete 1"
 
 
 def cpu_seconds(pid: int) -> float:

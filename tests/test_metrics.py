@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from agent import __version__, codes
 from agent.model import (
@@ -347,6 +348,27 @@ def _promtool_check_metrics(text: bytes) -> subprocess.CompletedProcess[bytes]:
 
 
 class TestExposition:
+    @pytest.mark.parametrize("accept", ["", "application/openmetrics-text;version=1.0.0"],
+                             ids=["text-0.0.4", "openmetrics-1.0.0"])
+    @pytest.mark.parametrize("source", ["full", "quiet", "none", "api-down", "odd-labels",
+                                        "real-node"])
+    def test_the_fast_exposition_is_prometheus_clients_byte_for_byte(
+            self, source: str, accept: str, tmp_path: Path) -> None:
+        """The agent writes both formats itself; prometheus_client would write the same."""
+        odd = dataclasses.replace(fx.CLIENT_LEAF, subject='CN=a"b\\c\nd', issuer="CN=é")
+        states = {
+            "full": fx.full_state, "quiet": fx.quiet_state, "none": lambda: None,
+            "api-down": lambda: with_state({"api": fx.failing_api_state()}, findings=()),
+            "odd-labels": lambda: with_state({"certs": (dataclasses.replace(
+                fx.certs()[0], leaf=odd, chain=(odd,)),)}),
+            "real-node": lambda: real_node_state(tmp_path)[0],
+        }
+        state = states[source]()
+        content_type, fast = metrics.Expositions().body(state, accept)
+        encoder, expected_type = choose_encoder(accept)
+        assert content_type == expected_type
+        assert fast == encoder(registry(state))
+
     def test_render_matches_the_golden_file(self) -> None:
         """The exposition of the full fixture state is stable (UPDATE_GOLDEN=1 rewrites it)."""
         text = render(fx.full_state()).decode().replace(
