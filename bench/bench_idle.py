@@ -21,6 +21,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -64,19 +65,41 @@ def first_metrics(url_box: list[str], proc: subprocess.Popen[str], marker: bytes
     raise SystemExit("the agent exited before answering")
 
 
-def scrape_latencies(url: str, count: int) -> list[float]:
+PROMETHEUS_HEADERS = {  # what Prometheus sends on every scrape
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+              "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip"}
+
+
+def scrape_latencies(url: str, count: int, headers: dict[str, str]) -> list[float]:
     """Milliseconds per GET /metrics over one keep-alive connection, as Prometheus does."""
     split = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(split.hostname or "", split.port, timeout=30)
     times = []
     for _ in range(count):
         start = time.perf_counter()
-        conn.request("GET", "/metrics")
+        conn.request("GET", "/metrics", headers=headers)
         response = conn.getresponse()
         response.read()
         times.append((time.perf_counter() - start) * 1000)
     conn.close()
     return sorted(times)
+
+
+def settled(url: str, quiet: float = 3.0, limit: float = 120.0) -> None:
+    """Wait until start-up work is over: evaluations_total unchanged for ``quiet`` s (the
+    daemon re-evaluates once after it has set up its watches)."""
+    pattern = re.compile(rb"^kubelet_cert_agent_evaluations_total (\S+)$", re.MULTILINE)
+    last, since, deadline = b"", time.monotonic(), time.monotonic() + limit
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url + "/metrics", timeout=30) as r:  # noqa: S310
+            found = pattern.search(r.read())
+        count = found.group(1) if found else b""
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.5)
 
 
 def read_events(proc: subprocess.Popen[str], url_box: list[str]) -> None:
@@ -117,12 +140,13 @@ def main() -> None:
             ready = time.monotonic() - started
             body = first_metrics(url_box, proc, COMPLETE)
             complete = time.monotonic() - started
-            time.sleep(1.0)  # let start-up work finish before the idle window
+            settled(url_box[0])  # let start-up work finish before the idle window
             rss_start = rss_mb(proc.pid)
             cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
             time.sleep(args.seconds)
             cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
-            scrapes = scrape_latencies(url_box[0], args.scrapes)
+            scrapes = scrape_latencies(url_box[0], args.scrapes, PROMETHEUS_HEADERS)
+            plain = scrape_latencies(url_box[0], args.scrapes, {})
             rss = max(rss_start, rss_mb(proc.pid))
             stop_started = time.monotonic()
             proc.terminate()  # SIGTERM, as systemd sends it
@@ -134,6 +158,9 @@ def main() -> None:
                 proc.wait(10)
     report(args, ready=ready, complete=complete, body=body, scrapes=scrapes, cpu=cpu, rss=rss,
            stop=stop)
+    p50, p99 = plain[len(plain) // 2], plain[min(len(plain) - 1, len(plain) * 99 // 100)]
+    print(f"  same, text format without gzip: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+          f"max {plain[-1]:.2f} ms")
 
 
 def report(args: argparse.Namespace, *, ready: float, complete: float, body: bytes,
@@ -147,8 +174,9 @@ def report(args: argparse.Namespace, *, ready: float, complete: float, body: byt
           f"{complete * 1000:.0f} ms (goal <= 3000 ms)")
     print(f"  /metrics body: {len(body)} bytes, {certs} certificates, "
           f"{len(body) / max(1, certs):.0f} bytes per certificate (goal <= 400)")
-    print(f"  keep-alive scrape x{len(scrapes)}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-          f"max {scrapes[-1]:.2f} ms (goal p99 <= 5 ms, no multi-second outlier)")
+    print(f"  keep-alive scrape as Prometheus (OpenMetrics, gzip) x{len(scrapes)}: "
+          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {scrapes[-1]:.2f} ms "
+          "(goal p99 <= 5 ms, no multi-second outlier)")
     print(f"  CPU idle: {cpu * 100:.3f} % of one core (goal <= 0.05 %)")
     print(f"  RSS: {rss:.1f} MB (goal <= {rss_goal} MB)")
     print(f"  SIGTERM -> exit: {stop * 1000:.0f} ms (goal <= 1000 ms)")

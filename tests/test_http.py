@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import socket
@@ -101,6 +102,19 @@ class TestEndpoints:
         assert status == 200
         assert headers["Content-Type"].startswith("application/openmetrics-text")
         assert body.endswith(b"# EOF\n")
+
+    @pytest.mark.parametrize("accept", ["", "application/openmetrics-text;version=1.0.0"])
+    def test_metrics_is_gzipped_when_the_scraper_accepts_it(
+            self, server: MetricsServer, published: Published, accept: str) -> None:
+        """As Prometheus asks (Accept-Encoding: gzip): the same exposition, compressed."""
+        published.state = fx.full_state()
+        _, plain_headers, plain = get(server, "/metrics", headers={"Accept": accept})
+        status, headers, body = get(server, "/metrics", headers={
+            "Accept": accept, "Accept-Encoding": "gzip"})
+        assert status == 200 and headers["Content-Encoding"] == "gzip"
+        assert "Content-Encoding" not in plain_headers
+        assert headers["Content-Type"] == plain_headers["Content-Type"]
+        assert gzip.decompress(body) == plain and len(body) < len(plain)
 
     def test_metrics_ignores_the_query_string(self, server: MetricsServer) -> None:
         """/metrics?x=y is still /metrics."""

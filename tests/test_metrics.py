@@ -369,6 +369,18 @@ class TestExposition:
         assert content_type == expected_type
         assert fast == encoder(registry(state))
 
+    def test_a_prerendered_state_is_served_without_rendering_again(self) -> None:
+        """The body of a prerendered state is the stored one; after retain() only the
+        published state's bodies are kept."""
+        cache, old, new = metrics.Expositions(), fx.full_state(), fx.quiet_state()
+        cache.prerender(old)
+        cache.prerender(new)
+        assert cache.body(old)[1] is cache.body(old)[1]
+        first = cache.body(old)[1]
+        cache.retain(new)
+        assert cache.body(new)[1] is cache.body(new)[1]
+        assert cache.body(old)[1] == first and cache.body(old)[1] is not first
+
     def test_render_matches_the_golden_file(self) -> None:
         """The exposition of the full fixture state is stable (UPDATE_GOLDEN=1 rewrites it)."""
         text = render(fx.full_state()).decode().replace(

@@ -170,6 +170,7 @@ class Daemon:
 
         EXPOSITIONS.prerender(state)
         self.holder.set(state)
+        EXPOSITIONS.retain(state)
 
     def _write_textfile(self, state: AgentState) -> None:
         directory = self.settings.daemon.textfile_dir

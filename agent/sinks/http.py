@@ -6,7 +6,8 @@ disk. A handler never raises (a failure becomes a 500 and one log event) and req
 not logged (no stderr line per scrape).
 
 - ``/metrics``: the :class:`~agent.sinks.metrics.AgentCollector` exposition; text format
-  0.0.4, or OpenMetrics when the scraper's ``Accept`` asks for it.
+  0.0.4, or OpenMetrics when the scraper's ``Accept`` asks for it; gzip-compressed when
+  ``Accept-Encoding`` allows it (Prometheus always does).
 - ``/healthz``: 200 ``ok`` once a state has been published, 503 before.
 - ``/status``: the JSON status of the published evaluation (503 before the first one).
 """
@@ -42,6 +43,7 @@ class Response:
     status: HTTPStatus
     content_type: str
     body: bytes
+    encoding: str | None = None  # Content-Encoding ("gzip"), None for identity
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -78,11 +80,11 @@ class Endpoints:
         # Shared with the daemon, which renders each state there before publishing it.
         self._expositions = expositions
 
-    def respond(self, path: str, accept: str) -> Response:
+    def respond(self, path: str, accept: str, accept_encoding: str = "") -> Response:
         route = urlsplit(path).path
         try:
             if route == "/metrics":
-                return self._metrics(accept)
+                return self._metrics(accept, gzip="gzip" in accept_encoding.lower())
             if route == "/healthz":
                 return self._healthz()
             if route == "/status":
@@ -94,12 +96,15 @@ class Endpoints:
         return Response(HTTPStatus.NOT_FOUND, _TEXT,
                         b"not found: try /metrics, /healthz or /status\n")
 
-    def _metrics(self, accept: str) -> Response:
+    def _metrics(self, accept: str, *, gzip: bool = False) -> Response:
         try:
             state = self._get_state()
         except Exception as exc:  # as AgentCollector does: answer "nothing evaluated"
             _log.error("http_get_state_failed", error=type(exc).__name__)
             state = None
+        if gzip:  # as Prometheus asks: a tenth of the bytes, compressed once per state
+            content_type, body = self._expositions.gzipped(state, accept)
+            return Response(HTTPStatus.OK, content_type, body, "gzip")
         content_type, body = self._expositions.body(state, accept)
         return Response(HTTPStatus.OK, content_type, body)
 
@@ -136,9 +141,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(with_body=False)
 
     def _answer(self, *, with_body: bool) -> None:
-        response = self.server.endpoints.respond(self.path, self.headers.get("Accept", ""))
+        response = self.server.endpoints.respond(self.path, self.headers.get("Accept", ""),
+                                                 self.headers.get("Accept-Encoding", ""))
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
+        if response.encoding is not None:
+            self.send_header("Content-Encoding", response.encoding)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         if with_body:

@@ -16,6 +16,7 @@ published yet).
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -340,6 +341,18 @@ class Expositions:
                 bodies[content_type] = found
         return content_type, found
 
+    def gzipped(self, state: AgentState | None, accept: str = "") -> tuple[str, bytes]:
+        """:meth:`body`, gzip-compressed (once per state and content type)."""
+        content_type, body = self.body(state, accept)
+        key = "gzip:" + content_type
+        with self._lock:
+            found = self._bodies(state).get(key)
+        if found is None:
+            found = gzip.compress(body, compresslevel=1, mtime=0)  # level 1: 4 MB in ~20 ms
+            with self._lock:
+                self._bodies(state)[key] = found
+        return content_type, found
+
     def prerender(self, state: AgentState | None) -> None:
         """Render ``state`` for the usual scrapers now, before anyone asks (one build of
         the samples for both formats)."""
@@ -348,6 +361,14 @@ class Expositions:
             bodies = self._bodies(state)
             bodies[_TEXT_0_0_4] = samples.text(openmetrics=False)
             bodies[_OPENMETRICS_1] = samples.text(openmetrics=True)
+        self.gzipped(state, "application/openmetrics-text;version=1.0.0")  # what Prometheus gets
+
+    def retain(self, state: AgentState | None) -> None:
+        """Forget every state but ``state`` (once it is the published one: at 10,000
+        certificates each body is megabytes). A scrape still holding an older state then
+        renders it itself."""
+        with self._lock:
+            self._entries = [entry for entry in self._entries if entry[0] is state]
 
     def _bodies(self, state: AgentState | None) -> dict[str, bytes]:
         for known, bodies in self._entries:

@@ -23,7 +23,9 @@ from agent.model import CertDetails, CertInfo
 from agent.sources.dername import clear_cache as clear_name_cache
 from agent.sources.dername import subject_and_issuer
 
-CACHE_SIZE = 2048
+# Unchanged files are cached by stat (certfile._PARSED); this only spares parsing the same
+# certificate in several files, and each entry holds a cryptography object: keep it small.
+CACHE_SIZE = 256
 
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _EKU_NAMES = {
