@@ -26,9 +26,9 @@ import pytest
 
 from agent import pkigen
 from agent.checks import judge
-from agent.daemon import Daemon
+from agent.daemon.loop import Daemon
+from agent.daemon.services import Services
 from agent.model import AgentState, ApiState, CsrInfo, CsrState, Evaluation, Policy
-from agent.services import Services
 from agent.snapshot import build_snapshot
 from tests.daemonkit import NODE, NOW, Node, build
 
