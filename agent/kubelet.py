@@ -28,6 +28,7 @@ __all__ = [
     "SELF_SIGNED_CERT",
     "SELF_SIGNED_KEY",
     "SERVING_ROLES",
+    "SERVING_SIGNER",
     "Sans",
     "current_name",
     "duration",
@@ -42,6 +43,9 @@ __all__ = [
     "served_role",
     "updated_name",
 ]
+
+# The signer of the kubelet's serving CSRs (never auto-approved by kube-controller-manager).
+SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 
 # --- the file store -----------------------------------------------------------------------
 

@@ -231,6 +231,27 @@ class CsrInfo:
     request_error: str | None = None  # spec.request could not be decoded
 
 
+@dataclass(frozen=True)
+class CsrTrail:
+    """Where the node stands with one signer's CSRs, as the kubelet sees it.
+
+    Built by :func:`agent.checks.csr.trail`. Each rotation attempt makes a new key and a
+    new CSR, so only the newest CSR made after the last issued certificate counts; every
+    other Pending CSR is abandoned (its key is gone: approving it does nothing).
+    """
+
+    signer: str
+    last_issued: datetime | None = None  # newest issue known (CSR list or certificate)
+    newest: CsrInfo | None = None  # the newest CSR made after last_issued, if any
+    waiting: bool = False  # that newest CSR is Pending: the node waits for approval now
+    since: datetime | None = None  # when waiting: since when the node has been waiting
+    pending: tuple[CsrInfo, ...] = ()  # when waiting: Pending CSRs since last_issued
+    abandoned: tuple[CsrInfo, ...] = ()  # every Pending CSR but the one waited for
+
+    def is_abandoned(self, csr: CsrInfo) -> bool:
+        return any(c.name == csr.name for c in self.abandoned)
+
+
 class ApiProblem(enum.StrEnum):
     AUTH_FAILED = "auth-failed"  # 401
     FORBIDDEN = "forbidden"  # 403
@@ -316,6 +337,11 @@ class Evaluation:
     snapshot: Snapshot
     now: datetime
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    csr_trails: tuple[CsrTrail, ...] = ()  # one per signer judged (empty when offline)
+
+    def csr_trail(self, signer: str) -> CsrTrail | None:
+        """The judged state of ``signer``'s CSRs (None: not judged, e.g. offline)."""
+        return next((t for t in self.csr_trails if t.signer == signer), None)
 
     @property
     def status(self) -> Status:

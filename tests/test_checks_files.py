@@ -88,11 +88,19 @@ class TestMissing:
         assert "kubectl certificate approve <name>" in f.message
 
     def test_missing_server_names_the_newest_pending_csr_when_known(self) -> None:
-        state = api(csr("csr-old", timedelta(hours=1)), csr("csr-new", timedelta(minutes=2)),
-                    csr("csr-denied", timedelta(minutes=1), CsrState.DENIED))
+        state = api(csr("csr-old", timedelta(hours=1)), csr("csr-new", timedelta(minutes=2)))
         snap = snapshot(client(), missing(Role.SERVER), api=state)
         f = only(list(files.check(snap, NOW, Policy())), codes.SERVER_CERT_MISSING)
         assert "`kubectl certificate approve csr-new`" in f.message
+
+    def test_missing_server_never_names_an_abandoned_csr(self) -> None:
+        """A Pending CSR behind a newer Denied one is abandoned: approving it does nothing."""
+        state = api(csr("csr-new", timedelta(minutes=2)),
+                    csr("csr-denied", timedelta(minutes=1), CsrState.DENIED))
+        snap = snapshot(client(), missing(Role.SERVER), api=state)
+        f = only(list(files.check(snap, NOW, Policy())), codes.SERVER_CERT_MISSING)
+        assert "csr-new" not in f.message
+        assert "`kubectl certificate approve <name>`" in f.message
 
     @pytest.mark.parametrize("cfg", [
         pytest.param(config(server_tls_bootstrap=False), id="bootstrap off"),
