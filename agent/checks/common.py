@@ -17,6 +17,7 @@ from datetime import datetime
 from agent import kubelet
 from agent.kubelet import (
     KUBELET_ROLES,
+    ROTATING_ROLES,
     SERVING_ROLES,
     generation_name,
     is_missing,
@@ -34,7 +35,7 @@ def swap_in_progress(snapshot: Snapshot, role: Role) -> bool:
 
 def in_swap_gap(snapshot: Snapshot) -> bool:
     """Some ``-current.pem`` is missing while its ``-updated.pem`` exists (swap step 3-4)."""
-    return any(cf.role in (Role.CLIENT, Role.SERVER) and is_missing(cf)
+    return any(cf.role in ROTATING_ROLES and is_missing(cf)
                and swap_in_progress(snapshot, cf.role) for cf in snapshot.certs)
 
 
