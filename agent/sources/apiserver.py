@@ -60,7 +60,13 @@ class _Tracker:
     def count(self, outcome: str) -> None:
         self.counts[outcome] += 1
 
+    def answered(self) -> None:
+        """The API server answered a request successfully (who-am-I, a list page, a watch
+        opened, an event, a bookmark): it works, whatever the CSR data's state."""
+        self.last_success = self.clock()
+
     def succeeded(self) -> None:
+        """The CSR data is complete and current again: also clears the failure."""
         self.last_success, self.error = self.clock(), None
 
     def failed(self, failure: Failure) -> None:
@@ -100,6 +106,7 @@ def _review(client: ApiClient, tracker: _Tracker) -> bool:
         code = exc.failure.status_code
         return code is not None and code not in (401, 429) and code < 500
     tracker.count(OK)
+    tracker.answered()
     if identity is not None:
         tracker.identity = identity
     return True
@@ -130,6 +137,7 @@ def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None
                 continue
             return "", exc.failure
         tracker.count(OK)
+        tracker.answered()
         items.extend(page.items)
         if not page.continue_token:
             if not page.resource_version:
@@ -304,6 +312,8 @@ class CsrMonitor:
             resp = client.open_watch(self._rv, timeout)
         except ApiFailure as exc:
             return self._watch_failed(exc.failure, established=False)
+        self._tracker.answered()  # the watch is open: the server accepted us
+        self._publish()
         try:
             for event in client.events(resp):
                 step = self._on_event(event)
@@ -337,8 +347,10 @@ class CsrMonitor:
             return self._watch_failed(failure, established=True)
         if event.resource_version:
             self._rv = event.resource_version
-        if event.type != "BOOKMARK":
+        if event.type == "BOOKMARK":
+            self._tracker.answered()  # nothing changed, but the server is there
+        else:
             self._tracker.apply(event)
             self._tracker.succeeded()
-            self._publish()
+        self._publish()
         return None
