@@ -270,6 +270,24 @@ class ApiError:
     since: datetime | None = None
 
 
+class CredentialKind(enum.StrEnum):
+    """Which credential the agent presents to the API server."""
+
+    CERT_FILE = "client-certificate-file"  # client-certificate: <path>
+    CERT_DATA = "client-certificate-data"  # embedded in the kubeconfig
+    TOKEN_FILE = "token-file"  # noqa: S105 - a kind of credential, not a secret
+    TOKEN = "token"  # noqa: S105 - embedded in the kubeconfig
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class ApiCredential:
+    """The credential in use and where it lives (a path, never the secret itself)."""
+
+    kind: CredentialKind
+    where: str  # the file, or the kubeconfig that embeds it
+
+
 @dataclass(frozen=True)
 class ApiState:
     """What the API server last told the agent about this node."""
@@ -281,6 +299,7 @@ class ApiState:
     identity_username: str | None = None  # from SelfSubjectReview
     identity_groups: tuple[str, ...] = ()
     requests_by_outcome: tuple[tuple[str, int], ...] = ()  # cumulative counters
+    credential: ApiCredential | None = None  # what the server accepted or rejected
 
     @property
     def stale(self) -> bool:

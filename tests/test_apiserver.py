@@ -14,7 +14,7 @@ import requests
 
 from agent import pkigen
 from agent.config import ApiSettings
-from agent.model import ApiProblem, ApiState, CsrState
+from agent.model import ApiCredential, ApiProblem, ApiState, CredentialKind, CsrState
 from agent.sources.apischedule import GONE_RELISTS, Action
 from agent.sources.apiserver import MAX_PAGES, CsrMonitor, fetch_once
 from agent.sources.kubeconfig import load_credentials
@@ -168,6 +168,17 @@ class TestFetchOnce:
         monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(kube_api.ca_file))
         state = fetch_once(kube_api.settings(api_ca_file=other), "node1", clock)
         assert state.error is not None and "TLS verification" in state.error.detail
+
+    def test_a_401_carries_the_credential_the_kubeconfig_names(self, kube_api: KubeApi
+                                                                ) -> None:
+        """The state says which credential was presented: the kubeconfig's
+        client-certificate file, wherever it lives, so the finding can name it."""
+        kube_api.script("list", recorded("list-node1-expired-cert-401.json"))
+        kube_api.script("review", recorded("list-node1-expired-cert-401.json"))
+        state = fetch_once(kube_api.settings(), "node1", clock)
+        assert state.error is not None and state.error.status_code == 401
+        assert state.credential == ApiCredential(CredentialKind.CERT_FILE,
+                                                 str(kube_api.client_pem))
 
     def test_a_failure_keeps_the_last_known_csrs(self, kube_api: KubeApi) -> None:
         """On failure the previous CSRs and last_success stay (stale); failures count up."""

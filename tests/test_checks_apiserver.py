@@ -8,7 +8,15 @@ import pytest
 
 from agent import codes
 from agent.checks import apiserver
-from agent.model import ApiProblem, ApiState, Finding, Policy, Severity
+from agent.model import (
+    ApiCredential,
+    ApiProblem,
+    ApiState,
+    CredentialKind,
+    Finding,
+    Policy,
+    Severity,
+)
 from tests.snapshots import NOW, SERVER_URL, api, api_error, codes_of, only, snapshot, with_api
 
 
@@ -72,6 +80,27 @@ class TestErrors:
                  codes.APISERVER_AUTH_FAILED)
         assert "kubelet-client-current.pem" in f.message
         assert "signed by the cluster CA" in f.message
+
+    @pytest.mark.parametrize(("credential", "names", "hint"), [
+        pytest.param(ApiCredential(CredentialKind.CERT_FILE, "/etc/kubernetes/kubelet.crt"),
+                     "the client certificate /etc/kubernetes/kubelet.crt",
+                     "-in /etc/kubernetes/kubelet.crt`", id="client-certificate file"),
+        pytest.param(ApiCredential(CredentialKind.CERT_DATA, "/etc/kubernetes/kubelet.conf"),
+                     "the client certificate embedded in /etc/kubernetes/kubelet.conf "
+                     "(client-certificate-data)",
+                     "rotation never rewrites an embedded certificate", id="embedded cert"),
+        pytest.param(ApiCredential(CredentialKind.TOKEN_FILE, "/etc/kca/token"),
+                     "the token in /etc/kca/token", "invalid, expired or deleted",
+                     id="token file"),
+    ])
+    def test_auth_failed_names_the_credential_that_was_rejected(
+            self, credential: ApiCredential, names: str, hint: str) -> None:
+        """Not always kubelet-client-current.pem: what the kubeconfig really points at."""
+        state = api(error=api_error(ApiProblem.AUTH_FAILED, status_code=401),
+                    credential=credential)
+        f = only(check(state), codes.APISERVER_AUTH_FAILED)
+        assert f"rejects {names} (HTTP 401)" in f.message
+        assert hint in f.message
 
     def test_not_configured_offers_kubeconfig_or_offline(self) -> None:
         f = only(check(api(error=api_error(ApiProblem.NOT_CONFIGURED))),

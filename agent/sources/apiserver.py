@@ -51,6 +51,7 @@ class _Tracker:
         self.error = None if previous is None else previous.error
         self.identity: tuple[str | None, tuple[str, ...]] = (None, ())
         self.counts: Counter[str] = Counter()
+        self.credential = None if previous is None else previous.credential
         if previous is not None:
             self.server = server or previous.server
             self.csrs = {c.name: c for c in previous.csrs}
@@ -93,7 +94,8 @@ class _Tracker:
         return ApiState(server=self.server, last_success=self.last_success, csrs=csrs,
                         error=self.error, identity_username=self.identity[0],
                         identity_groups=self.identity[1],
-                        requests_by_outcome=tuple(sorted(self.counts.items())))
+                        requests_by_outcome=tuple(sorted(self.counts.items())),
+                        credential=self.credential)
 
 
 def _review(client: ApiClient, tracker: _Tracker) -> bool:
@@ -170,7 +172,7 @@ def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
         if isinstance(creds, ApiError):
             tracker.not_configured(creds)
             return tracker.state()
-        tracker.server = creds.server
+        tracker.server, tracker.credential = creds.server, creds.credential
         client = ApiClient(creds, api, session_factory())
         try:
             _review(client, tracker)
@@ -290,6 +292,7 @@ class CsrMonitor:
                 self._client.close()
             self._client = ApiClient(creds, self.api, self._session_factory())
             self._tracker.server, self._need_review = creds.server, True  # new creds: who am I?
+            self._tracker.credential = creds.credential
         client = self._client
         assert client is not None  # noqa: S101 - set above on the first step
         if self._need_review:
