@@ -319,6 +319,7 @@ class Snapshot:
     history: tuple[RoleHistory, ...] = ()
     updated_links: tuple[str, ...] = ()  # transient -updated.pem links (swap in progress)
     api: ApiState | None = None  # None: offline / not asked
+    cert_dir_error: ReadError | None = None  # the cert dir is absent or cannot be listed
 
     def cert(self, role: Role) -> CertFile | None:
         """The first certificate file with this role, if any."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,20 @@ class TestIdentity:
                  codes.APISERVER_IDENTITY_MISMATCH)
         assert "as system:node:node2 (system:nodes)" in f.message
         assert "not system:node:node1" in f.message
+
+
+class TestPaths:
+    """The `path` of API findings, as the README's metrics table documents it."""
+
+    @pytest.mark.parametrize("problem", [ApiProblem.AUTH_FAILED, ApiProblem.FORBIDDEN,
+                                         ApiProblem.UNREACHABLE, ApiProblem.NOT_CONFIGURED])
+    def test_api_findings_carry_the_server_url(self, problem: ApiProblem) -> None:
+        (f,) = check(api(error=api_error(problem, 5)))
+        assert f.code.startswith("APISERVER_") and f.path == SERVER_URL
+
+    def test_the_readme_says_so(self) -> None:
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        row = next(line for line in readme.splitlines()
+                   if line.startswith("| `kubelet_cert_agent_finding`"))
+        assert "the API server URL for `APISERVER_*` findings" in row
+        assert '`path` is `""` for API findings' not in readme

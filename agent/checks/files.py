@@ -55,8 +55,26 @@ def _interrupted_swap(cf: CertFile, code: str) -> Finding:
         "renames the -updated.pem link into place at start", cf.path)
 
 
+def _absent_dir(snapshot: Snapshot, cf: CertFile) -> Finding | None:
+    """The link is missing because the whole cert dir is: say that, not "link missing"."""
+    error = snapshot.cert_dir_error
+    if error is None or cf.role not in (Role.CLIENT, Role.SERVER) or (
+            cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is not True):
+        return None
+    code = codes.CLIENT_CERT_MISSING if cf.role is Role.CLIENT else codes.SERVER_CERT_MISSING
+    return Finding(
+        code, Severity.CRITICAL,
+        f"no {ROLE_NAMES[cf.role]}: {error.detail} ({error.problem.value}); check that "
+        "--cert-dir is the kubelet's own (its --cert-dir flag, default /var/lib/kubelet/pki; "
+        "binary installs often use /etc/kubernetes/cert), or that the kubelet ever "
+        "bootstrapped on this node", cf.path)
+
+
 def _missing(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Finding]:
-    if cf.role is Role.CLIENT and swap_in_progress(snapshot, Role.CLIENT):
+    absent = _absent_dir(snapshot, cf)
+    if absent is not None:
+        yield absent
+    elif cf.role is Role.CLIENT and swap_in_progress(snapshot, Role.CLIENT):
         yield _interrupted_swap(cf, codes.CLIENT_CERT_MISSING)
     elif cf.role is Role.CLIENT:
         yield Finding(

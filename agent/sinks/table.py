@@ -32,6 +32,7 @@ from agent.model import (
     Evaluation,
     Finding,
     KubeletConfigInfo,
+    ReadProblem,
     RoleHistory,
     Severity,
     Snapshot,
@@ -167,7 +168,10 @@ def _api_line(api: ApiState, serving: CsrTrail | None = None) -> str:
 
 
 def _context_line(snap: Snapshot) -> str:
-    return (f"node {snap.node_name}, cert dir {snap.cert_dir}, "
+    error = snap.cert_dir_error
+    absent = "" if error is None else (
+        " (absent)" if error.problem is ReadProblem.NOT_FOUND else f" ({error.problem.value})")
+    return (f"node {snap.node_name}, cert dir {snap.cert_dir}{absent}, "
             f"kubelet config {_config_summary(snap.kubelet_config)}")
 
 
