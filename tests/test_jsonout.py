@@ -216,6 +216,7 @@ class TestEvaluationToDict:
         assert doc["error"] == {"problem": "unreachable", "detail": "connection refused",
                                 "status_code": None, "consecutive_failures": 3,
                                 "since": "2026-11-23T12:00:00Z"}
+        assert doc["credential"] is None  # not known: nothing was loaded
         assert doc["identity"] == {"username": "system:node:node1",
                                    "groups": ["system:nodes", "system:authenticated"]}
         assert doc["csrs"][0] == doc["csrs"][0] | {

@@ -180,6 +180,8 @@ def _api(a: ApiState | None, serving: CsrTrail | None) -> dict[str, Any] | None:
         "server": a.server, "last_success": timestamp(a.last_success), "stale": a.stale,
         "error": _api_error(a.error),
         "identity": {"username": a.identity_username, "groups": list(a.identity_groups)},
+        "credential": None if a.credential is None else {
+            "kind": a.credential.kind.value, "where": a.credential.where},
         "csrs": [_csr(c, serving) for c in a.csrs],
         "serving_csr": _trail(serving),
     }
