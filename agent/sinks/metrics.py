@@ -348,11 +348,12 @@ class Expositions:
 
     def gzipped(self, state: AgentState | None, accept: str = "") -> tuple[str, bytes]:
         """:meth:`body`, gzip-compressed (once per state and content type)."""
-        content_type, body = self.body(state, accept)
+        content_type = choose_encoder(accept)[1]
         key = "gzip:" + content_type
         with self._lock:
             found = self._bodies(state).get(key)
         if found is None:
+            body = self.body(state, accept)[1]
             found = gzip.compress(body, compresslevel=1, mtime=0)  # level 1: 4 MB in ~20 ms
             with self._lock:
                 self._bodies(state)[key] = found
@@ -360,13 +361,16 @@ class Expositions:
 
     def prerender(self, state: AgentState | None) -> None:
         """Render ``state`` for the usual scrapers now, before anyone asks (one build of
-        the samples for both formats)."""
+        the samples for both formats; any other answer is rendered on first request)."""
         samples = _samples_of(state)
+        # Prometheus gets OpenMetrics, gzipped: only that compressed copy is kept (a tenth of
+        # the megabytes); the plain text serves the textfile and simple clients.
+        openmetrics = gzip.compress(samples.text(openmetrics=True), compresslevel=1, mtime=0)
+        text = samples.text(openmetrics=False)
         with self._lock:
             bodies = self._bodies(state)
-            bodies[_TEXT_0_0_4] = samples.text(openmetrics=False)
-            bodies[_OPENMETRICS_1] = samples.text(openmetrics=True)
-        self.gzipped(state, "application/openmetrics-text;version=1.0.0")  # what Prometheus gets
+            bodies[_TEXT_0_0_4] = text
+            bodies["gzip:" + _OPENMETRICS_1] = openmetrics
 
     def retain(self, state: AgentState | None) -> None:
         """Forget every state but ``state`` (once it is the published one: at 10,000
