@@ -86,7 +86,14 @@ def scrape_latencies(url: str, count: int, headers: dict[str, str]) -> list[floa
     return sorted(times)
 
 
-def settled(url: str, quiet: float = 3.0, limit: float = 120.0) -> None:
+def evaluations(url: str) -> int:
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as r:  # noqa: S310
+        found = re.search(rb"^kubelet_cert_agent_evaluations_total (\S+)$", r.read(),
+                          re.MULTILINE)
+    return int(float(found.group(1))) if found else -1
+
+
+def settled(url: str, quiet: float = 5.0, limit: float = 120.0) -> None:
     """Wait until start-up work is over: evaluations_total unchanged for ``quiet`` s (the
     daemon re-evaluates once after it has set up its watches)."""
     pattern = re.compile(rb"^kubelet_cert_agent_evaluations_total (\S+)$", re.MULTILINE)
@@ -142,9 +149,11 @@ def main() -> None:
             complete = time.monotonic() - started
             settled(url_box[0])  # let start-up work finish before the idle window
             rss_start = rss_mb(proc.pid)
+            evals0 = evaluations(url_box[0])
             cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
             time.sleep(args.seconds)
             cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+            print(f"  evaluations during the idle window: {evaluations(url_box[0]) - evals0}")
             scrapes = scrape_latencies(url_box[0], args.scrapes, PROMETHEUS_HEADERS)
             plain = scrape_latencies(url_box[0], args.scrapes, {})
             rss = max(rss_start, rss_mb(proc.pid))
