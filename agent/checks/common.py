@@ -25,7 +25,13 @@ ROLE_NAMES: dict[Role, str] = {
     Role.TLS_CERT_FILE: "kubelet tlsCertFile",
     Role.TRUST_ANCHOR: "trust anchor",
     Role.WATCHED: "watched certificate",
+    Role.KUBECONFIG: "client certificate of the kubeconfig",
+    Role.KUBEADM: "kubeadm certificate",
+    Role.KUBEADM_CA: "kubeadm CA",
 }
+KUBEADM_ROLES = frozenset({Role.KUBEADM, Role.KUBEADM_CA})
+# Files of trust anchors: several CAs side by side are normal (a rotation in progress).
+BUNDLE_ROLES = frozenset({Role.TRUST_ANCHOR, Role.KUBEADM_CA})
 KUBELET_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
 SERVING_ROLES = frozenset({Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
 
@@ -86,8 +92,9 @@ def is_missing(cf: CertFile) -> bool:
     """No entry at all: a MISSING link, or a plain path that does not exist."""
     if cf.link is not None:
         return cf.link.problem is LinkProblem.MISSING
+    # A kubeconfig whose referenced certificate is gone is broken, not missing.
     return cf.leaf is None and cf.read_error is not None and (
-        cf.read_error.problem is ReadProblem.NOT_FOUND)
+        cf.read_error.problem is ReadProblem.NOT_FOUND) and cf.target in (None, cf.path)
 
 
 def served_role(snapshot: Snapshot) -> Role:
@@ -119,6 +126,14 @@ def judged_certs(snapshot: Snapshot) -> Iterator[CertFile]:
             continue
         yield cf
     yield from snapshot.anchors
+
+
+def describe(cf: CertFile) -> str:
+    """``kubeadm certificate apiserver (/etc/kubernetes/pki/apiserver.crt)`` or
+    ``watched certificate /x.pem``: how messages name a file."""
+    if cf.name:
+        return f"{ROLE_NAMES[cf.role]} {cf.name} ({cf.path})"
+    return f"{ROLE_NAMES[cf.role]} {cf.path}"
 
 
 def kubelet_owned(cf: CertFile) -> bool:
