@@ -15,14 +15,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from agent import codes, kubeadm
-from agent.checks.common import (
-    BUNDLE_ROLES,
-    describe,
-    duration,
-    iso,
-    judged_certs,
-    rotation_managed,
-)
+from agent.checks.common import BUNDLE_ROLES, describe, judged_certs, rotation_managed
+from agent.kubelet import duration, iso
 from agent.model import CertFile, CertInfo, Finding, Policy, Role, Severity, Snapshot
 
 CSR_HINT = ("approve this node's newest kubelet-serving CSR (`kubectl get csr`, "
