@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from agent.model import CertInfo
+
 DEFAULT_DIR = "/etc/kubernetes"  # under the host root
 CA_FILE = "pki/ca.crt"  # its presence says "this is a kubeadm control-plane node"
 
@@ -73,6 +75,13 @@ NAMES: tuple[str, ...] = tuple(leaf.name for leaf in LEAVES) + tuple(ca.name for
 ETCD_NAMES = frozenset({"apiserver-etcd-client", "etcd-healthcheck-client", "etcd-peer",
                         "etcd-server", "etcd-ca"})
 STATIC_PODS = "kube-apiserver, kube-controller-manager, kube-scheduler and etcd"
+
+
+def current_ca(chain: tuple[CertInfo, ...], now: datetime) -> CertInfo | None:
+    """The CA a bundle is judged on: among those valid at ``now``, the one that lasts
+    longest (a CA file mid-rotation holds the retired CA beside the new one)."""
+    valid = [c for c in chain if c.not_before <= now < c.not_after]
+    return max(valid, key=lambda c: c.not_after, default=None)
 
 
 def default_dir(host_root: str = "/") -> str:

@@ -94,27 +94,22 @@ def _judge(snapshot: Snapshot, cf: CertFile, leaf: CertInfo, now: datetime,
                    f"{_hint(snapshot, cf, False)}", cf.path)
 
 
-def _valid(info: CertInfo, now: datetime) -> bool:
-    return info.not_before <= now < info.not_after
-
-
 def _bundle(snapshot: Snapshot, cf: CertFile, now: datetime,
             policy: Policy) -> Iterator[Finding]:
     """A CA file: judged on its valid CA that lasts longest. The others beside it are a
     rotation in progress (info); only when none is valid is the file expired."""
     chain = cf.chain or ((cf.leaf,) if cf.leaf else ())
-    valid = [c for c in chain if _valid(c, now)]
-    if not valid:  # the one that expired last (or starts first) says what is wrong
+    best = kubeadm.current_ca(chain, now)
+    if best is None:  # the one that expired last (or starts first) says what is wrong
         latest = max(chain, key=lambda c: c.not_after)
         finding = _judge(snapshot, cf, latest, now, policy)
         if finding is not None:
             yield finding
         return
-    best = max(valid, key=lambda c: c.not_after)
     finding = _judge(snapshot, cf, best, now, policy)
     if finding is not None:
         yield finding
-    others = [c for c in chain if not _valid(c, now)]
+    others = [c for c in chain if not c.not_before <= now < c.not_after]
     if others:
         subjects = ", ".join(f"{c.subject} (valid {iso(c.not_before)} to {iso(c.not_after)})"
                              for c in others)
