@@ -90,7 +90,7 @@ class TestLikeKubeadm:
             plane.path(name).unlink()
         (plane.root / "pki" / "ca.key").unlink()
         rows = _kubeadm_rows(run_in_process(_args(plane), capsys).out)
-        assert rows["!MISSING! etcd-peer"][-1] == "info: KUBEADM_CERT_MISSING"
+        assert rows["!MISSING! etcd-peer"][-1] == "missing"
         assert rows["apiserver"][4] == "yes" and rows["ca"][3] == "yes"
         assert rows["etcd-healthcheck-client"][4] == "no"
 
@@ -100,7 +100,7 @@ class TestLikeKubeadm:
         assert run.code == 2
         rows = _kubeadm_rows(run.out)
         assert rows["apiserver"][2] == "<invalid>"
-        assert rows["apiserver"][-1] == "critical: CERT_EXPIRED"
+        assert rows["apiserver"][-1] == "expired"
         assert rows["ca"][-1] == "ok"
         assert "kubeadm certs renew scheduler.conf" in run.out
 
@@ -111,7 +111,7 @@ class TestLikeKubeadm:
 
 
 class TestTableRendersFindings:
-    def test_verdict_column_comes_from_findings_not_the_certificates(self, plane: Plane
+    def test_state_column_comes_from_findings_not_the_certificates(self, plane: Plane
                                                                      ) -> None:
         """An injected finding shows; an expired file without a finding shows ``ok``."""
         snap = build_snapshot(plane.sources(), NOW)
@@ -119,7 +119,7 @@ class TestTableRendersFindings:
         injected = Finding(codes.KEY_MISMATCH, Severity.CRITICAL, "x", api_path)
         later = NOW + timedelta(days=400)  # everything expired, but no finding given
         rows = _kubeadm_rows(render_table(Evaluation(snap, later, (injected,))))
-        assert rows["apiserver"][-1] == "critical: KEY_MISMATCH"
+        assert rows["apiserver"][-1] == "key mismatch"
         assert rows["admin.conf"][-1] == "ok"
 
 
@@ -199,4 +199,4 @@ def test_a_ca_rotation_shows_the_current_ca_in_the_table(plane: Plane) -> None:
                     not_after=NOW - timedelta(days=1))
     plane.plane.write_ca("ca", retired, plane.plane.cas["ca"])  # type: ignore[arg-type]
     rows = _kubeadm_rows(render_table(plane.evaluate()))
-    assert rows["ca"][2] == "9y" and rows["ca"][-1] == "info: CA_ROTATION_IN_PROGRESS"
+    assert rows["ca"][2] == "9y" and rows["ca"][-1] == "CA rotation in progress"

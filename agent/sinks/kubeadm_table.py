@@ -2,38 +2,27 @@
 
 Same rows, order, columns, date format (``Jan 02, 2006 15:04 UTC``) and residual time
 (``364d``, ``9y``, ``<invalid>``) as ``kubeadm certs check-expiration``, so an operator
-recognises them, plus one VERDICT column rendered from the findings about that file
+recognises them, plus the table's STATE column: the findings about that file in words
 (never re-derived here). A file that does not exist is ``!MISSING! <name>``, as kubeadm
 shows it. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
 from agent import kubeadm
-from agent.model import CertFile, Evaluation, Finding, ReadProblem, Role, Severity
+from agent.model import CertFile, Evaluation, ReadProblem, Role
+
+State = Callable[[CertFile], str]  # the table's STATE words for a file, from the findings
 
 LEAF_HEADERS = ("CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY",
-                "EXTERNALLY MANAGED", "VERDICT")
+                "EXTERNALLY MANAGED", "STATE")
 CA_HEADERS = ("CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME", "EXTERNALLY MANAGED",
-              "VERDICT")
+              "STATE")
 CA_OF = {leaf.name: leaf.ca for leaf in kubeadm.LEAVES}
-
-
-def verdict(cf: CertFile, findings: Sequence[Finding]) -> str:
-    """``ok``, or the worst severity and every code the checks reported for this file."""
-    paths = {p for p in (cf.path, cf.target, cf.key_path) if p}
-    about = [f for f in findings if f.path in paths]
-    if not about:
-        return "ok"
-    worst = max(f.severity for f in about)
-    codes = sorted({f.code for f in about if f.severity is worst})
-    return f"{worst.label}: {', '.join(codes)}" + (
-        " (+info)" if worst is not Severity.INFO and any(
-            f.severity is Severity.INFO for f in about) else "")
 
 
 def _yes_no(flag: bool | None) -> str:
@@ -45,15 +34,14 @@ def _missing(cf: CertFile) -> bool:
         cf.read_error.problem is ReadProblem.NOT_FOUND)
 
 
-def _row(cf: CertFile, now: datetime, findings: Sequence[Finding], *,
-         ca_column: bool) -> tuple[str, ...]:
+def _row(cf: CertFile, now: datetime, state: State, *, ca_column: bool) -> tuple[str, ...]:
     name = cf.name or cf.path
     middle = (CA_OF.get(name, ""),) if ca_column else ()
     if cf.leaf is None:
         label = f"!MISSING! {name}" if _missing(cf) else name
-        return (label, "", "", *middle, "", verdict(cf, findings))
+        return (label, "", "", *middle, "", state(cf))
     return (name, kubeadm.expires(cf.leaf.not_after), kubeadm.residual(cf.leaf.not_after - now),
-            *middle, _yes_no(cf.externally_managed), verdict(cf, findings))
+            *middle, _yes_no(cf.externally_managed), state(cf))
 
 
 def _ca_leaf(cf: CertFile, now: datetime) -> CertFile:
@@ -62,14 +50,15 @@ def _ca_leaf(cf: CertFile, now: datetime) -> CertFile:
     return cf if current is None or len(cf.chain) < 2 else replace(cf, leaf=current)
 
 
-def sections(ev: Evaluation) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+def sections(ev: Evaluation, state: State) -> tuple[
+        list[tuple[str, ...]], list[tuple[str, ...]]]:
     """(CONTROL PLANE rows, CERTIFICATE AUTHORITY rows), headers first; empty when the
-    node is not a kubeadm control plane."""
+    node is not a kubeadm control plane. ``state`` words the findings about a file."""
     certs = ev.snapshot.certs
     leaves = [c for c in certs if c.role is Role.KUBEADM]
     cas = [c for c in certs if c.role is Role.KUBEADM_CA]
     if not leaves and not cas:
         return [], []
-    return ([LEAF_HEADERS, *(_row(c, ev.now, ev.findings, ca_column=True) for c in leaves)],
-            [CA_HEADERS, *(_row(_ca_leaf(c, ev.now), ev.now, ev.findings, ca_column=False)
+    return ([LEAF_HEADERS, *(_row(c, ev.now, state, ca_column=True) for c in leaves)],
+            [CA_HEADERS, *(_row(_ca_leaf(c, ev.now), ev.now, state, ca_column=False)
                            for c in cas)])
