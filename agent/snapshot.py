@@ -23,9 +23,10 @@ from agent.model import (
     Snapshot,
 )
 from agent.sources.certdir import scan_cert_dir
-from agent.sources.certfile import load_anchors, load_cert_file, load_watched, walk_dirs
+from agent.sources.certfile import load_anchors, load_cert_file
 from agent.sources.kubeadm import is_control_plane, load_kubeadm
 from agent.sources.kubeletconfig import read_kubelet_config
+from agent.sources.watched import load_watched, walk_dirs
 
 SELF_SIGNED_FILES = ("kubelet.crt", "kubelet.key")
 

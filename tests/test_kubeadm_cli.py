@@ -17,6 +17,7 @@ from agent import codes, kubeadm
 from agent.checks import judge
 from agent.model import AgentState, Evaluation, Finding, Policy, Role, Severity
 from agent.pkigen import issue
+from agent.pkigen_kubeadm import kubeconfig
 from agent.sinks.jsonout import evaluation_to_dict
 from agent.sinks.metrics import render
 from agent.sinks.table import render_table
@@ -140,6 +141,18 @@ class TestWatchKubeconfigs:
         found = [f for f in ev.findings if f.path == str(plane.path("scheduler.conf"))]
         assert [f.code for f in found] == [codes.CERT_EXPIRED]
         assert "kubeconfig" in found[0].message
+
+    def test_a_watched_kubeconfigs_ca_is_judged_too(self, plane: Plane) -> None:
+        """The cluster CA embedded in a kubeconfig expires like any CA file."""
+        old_ca = issue("kubernetes", usage="ca", key_type="ec", not_before=NOW - timedelta(400),
+                       not_after=NOW - timedelta(days=3))
+        conf = plane.path("scheduler.conf")
+        conf.write_bytes(kubeconfig("system:kube-scheduler", old_ca,
+                                    plane.plane.leaves["scheduler.conf"]))
+        ev = judge(build_snapshot(plane.sources(kubeadm_dir=None, watch_paths=(conf,)), NOW),
+                   NOW, Policy())
+        assert [(f.code, f.path) for f in ev.findings if f.path and "scheduler" in f.path] == [
+            (codes.CERT_EXPIRED, f"{conf}#certificate-authority-data")]
 
     def test_watch_recursive_reaches_pki_etcd(self, plane: Plane) -> None:
         sources = plane.sources(kubeadm_dir=None, watch_recursive=(plane.root,))

@@ -1,4 +1,4 @@
-"""One certificate file -> :class:`agent.model.CertFile`; trust anchors; ``--watch`` paths.
+"""One certificate file -> :class:`agent.model.CertFile`; trust anchors and CA files.
 
 Reading follows :mod:`agent.sources.files` (bounded, never blocks), parsing follows
 :mod:`agent.sources.parse`. A private key (in the file or in ``key_path``) is read only
@@ -12,20 +12,25 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
-from agent.kubelet import GENERATION
 from agent.model import CertFile, KeyMatch, LinkState, ReadError, ReadProblem, Role
 from agent.sources.files import problem_for, read_file
-from agent.sources.kubeconfig import KubeconfigError, client_certificate_ref
 from agent.sources.parse import ParsedBundle, parse_bundle, parse_key
 
 CERT_SUFFIXES = (".crt", ".pem", ".cer", ".der")
 KEY_SUFFIX = ".key"
 AUTHORITY_ROLES = frozenset({Role.TRUST_ANCHOR, Role.KUBEADM_CA})  # files whose CAs verify others
+
+
+def load_parsed(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes: int,
+                *, pre_stat: os.stat_result | None = None
+                ) -> tuple[CertFile, ParsedBundle | None]:
+    """:func:`load_cert_file` and the parse behind it (None when the file was not read)."""
+    return _load(role, path, anchors, max_bytes, read_path=None, link=None, key_path=None,
+                 pre_stat=pre_stat)
 
 
 def load_cert_file(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes: int,
@@ -154,119 +159,3 @@ def load_anchors(paths: Iterable[str], max_bytes: int) -> tuple[
         files.append(cert_file)
         certs.extend(held)
     return tuple(files), tuple(certs)
-
-
-def load_kubeconfig(role: Role, path: str, anchors: Sequence[x509.Certificate],
-                    max_bytes: int) -> CertFile:
-    """The client certificate of a kubeconfig's current user, as a CertFile whose path is
-    the kubeconfig (target: the referenced file, if any). Never raises."""
-    try:
-        ref = client_certificate_ref(Path(path))
-    except KubeconfigError as exc:
-        return CertFile(role=role, path=path, target=path,
-                        read_error=ReadError(exc.problem, str(exc)))
-    if ref.cert_file is not None:
-        return load_cert_file(role, path, anchors, max_bytes, read_path=str(ref.cert_file),
-                              key_path=str(ref.key_file) if ref.key_file else None)
-    parsed = parse_bundle(ref.cert_data or b"", anchors, keep_x509=False)
-    if parsed.error is not None:
-        return CertFile(role=role, path=path, target=path, read_error=ReadError(
-            parsed.error.problem, f"{path}: client-certificate-data {parsed.error.detail}"))
-    key_match, key_error = KeyMatch.ABSENT, None
-    if ref.key_data is not None:
-        spki, key_error = parse_key(ref.key_data)
-        key_match = (KeyMatch.UNREADABLE if spki is None or parsed.leaf is None
-                     else KeyMatch.MATCH if spki == parsed.leaf.spki_sha256
-                     else KeyMatch.MISMATCH)
-    return CertFile(role=role, path=path, target=path, chain=parsed.certificates,
-                    leaf=parsed.leaf, key_match=key_match, key_error=key_error,
-                    trusted=parsed.chain_verified_to_anchor, self_signed=parsed.self_signed)
-
-
-MAX_WALK_DIRS = 4096  # --watch-recursive: a bound, so a mistaken `/` cannot stall a build
-KUBECONFIG_MARKERS = (b"current-context", b"kind: Config", b'"kind": "Config"')
-
-
-def walk_dirs(root: str) -> list[str]:
-    """``root`` and every directory below it (symlinks not followed), sorted, bounded."""
-    found: list[str] = []
-    for dirpath, dirnames, _files in os.walk(root, followlinks=False):
-        dirnames.sort()
-        found.append(dirpath)
-        if len(found) >= MAX_WALK_DIRS:
-            break
-    return sorted(found)
-
-
-def load_watched(paths: Iterable[Path], anchors: Sequence[x509.Certificate],
-                 max_bytes: int, *, recursive: Iterable[Path] = ()) -> tuple[CertFile, ...]:
-    """Every ``--watch`` file, and the certificates in every ``--watch`` directory.
-
-    A directory is read non-recursively (``recursive`` ones with every directory below):
-    every regular file named ``*.crt``, ``*.pem``, ``*.cer`` or ``*.der`` (reported even
-    when broken), any other regular file that parses as a certificate, and every
-    kubeconfig (its current user's client certificate, role ``kubeconfig``). ``*.key``
-    files, kubelet history generations (expired history is normal: a cert dir under
-    ``--watch`` must not alarm on it) and non-regular entries are never opened. Sorted
-    by path, one entry per path.
-    """
-    found: dict[str, CertFile] = {}
-    given = [(os.path.abspath(p), False) for p in paths]
-    given += [(os.path.abspath(p), True) for p in recursive]
-    for path, deep in given:
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            found[path] = CertFile(role=Role.WATCHED, path=path, read_error=problem_for(exc, path))
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            for directory in walk_dirs(path) if deep else [path]:
-                found.update((c.path, c) for c in _scan_dir(directory, anchors, max_bytes))
-        else:
-            found[path] = _load_watched_file(path, anchors, max_bytes, st, named=True)
-    return tuple(found[p] for p in sorted(found))
-
-
-def _looks_like_kubeconfig(path: str, max_bytes: int) -> bool:
-    read = read_file(path, max_bytes)
-    return read.data is not None and any(m in read.data for m in KUBECONFIG_MARKERS)
-
-
-def _load_watched_file(path: str, anchors: Sequence[x509.Certificate], max_bytes: int,
-                       st: os.stat_result, *, named: bool) -> CertFile:
-    """A certificate file, or a kubeconfig's client certificate. ``named``: the operator
-    gave this file, so a broken one is reported (in a directory only certificate-like
-    names are)."""
-    cert_file, parsed = _load(Role.WATCHED, path, anchors, max_bytes, read_path=None,
-                              link=None, key_path=None, pre_stat=st)
-    if parsed is not None and parsed.error is not None and (
-            parsed.error.problem is ReadProblem.GARBAGE and _looks_like_kubeconfig(
-                path, max_bytes)):
-        return load_kubeconfig(Role.KUBECONFIG, path, anchors, max_bytes)
-    if named or os.path.basename(path).lower().endswith(CERT_SUFFIXES) or (
-            parsed is not None and parsed.error is None):
-        return cert_file
-    return CertFile(role=Role.WATCHED, path=path)  # neither: dropped by the caller
-
-
-def _scan_dir(directory: str, anchors: Sequence[x509.Certificate],
-              max_bytes: int) -> list[CertFile]:
-    try:
-        with os.scandir(directory) as it:
-            entries = [e for e in it if not e.name.endswith(KEY_SUFFIX)
-                       and GENERATION.match(e.name) is None]
-    except OSError as exc:
-        return [CertFile(role=Role.WATCHED, path=directory,
-                         read_error=problem_for(exc, directory))]
-    out: list[CertFile] = []
-    for entry in entries:
-        try:
-            if not entry.is_file():  # FIFOs, devices, sockets, sub-directories: never opened
-                continue
-            st = entry.stat()
-        except OSError:
-            continue  # vanished or a dangling link: not a certificate we can watch
-        cert_file = _load_watched_file(entry.path, anchors, max_bytes, st, named=False)
-        if cert_file.leaf is not None or cert_file.read_error is not None:
-            out.append(cert_file)
-    return out

@@ -18,7 +18,8 @@ from cryptography import x509
 
 from agent import kubeadm
 from agent.model import CertFile, ReadProblem, Role
-from agent.sources.certfile import load_authority, load_cert_file, load_kubeconfig
+from agent.sources.certfile import load_authority, load_cert_file
+from agent.sources.kubeconfigcert import load_kubeconfig
 
 
 def is_control_plane(directory: str) -> bool:
