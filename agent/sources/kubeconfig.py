@@ -107,15 +107,35 @@ def _read_small(path: Path, what: str) -> bytes:
     raise KubeconfigError(f"{what} {error.detail}", error.problem)
 
 
+# libyaml when present: the pure-Python scanner spends ~50 ms on one kubeconfig's long
+# base64 lines, libyaml well under 1 ms (bench/bench_kubeadm.py).
+_FAST: Any = getattr(yaml, "CSafeLoader", None)
+
+
+def _parse_yaml(data: bytes) -> Any:
+    """``safe_load`` that refuses more than MAX_ALIASES aliases before building anything."""
+    if _FAST is None:
+        return yaml.load(data, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
+    aliases = 0
+    for event in yaml.parse(data, Loader=_FAST):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise _AliasBomb("too many aliases")
+    return yaml.load(data, Loader=_FAST)  # noqa: S506 - CSafeLoader is the safe loader
+
+
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.load(_read_small(path, "kubeconfig"), Loader=_BoundedLoader)  # noqa: S506
+        doc = _parse_yaml(_read_small(path, "kubeconfig"))
     except _AliasBomb:
         raise KubeconfigError(f"kubeconfig {path} has more than {MAX_ALIASES} YAML aliases "
                               "(a YAML bomb?); refused") from None
     except RecursionError:
         raise KubeconfigError(f"kubeconfig {path} is nested too deeply; refused") from None
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own limit
+            raise KubeconfigError(f"kubeconfig {path} is nested too deeply; refused") from None
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise KubeconfigError(f"kubeconfig {path} is not valid YAML{where}") from None
