@@ -36,9 +36,10 @@ def _missing(cf: CertFile) -> bool:
 
 def _row(cf: CertFile, now: datetime, state: State, *, ca_column: bool) -> tuple[str, ...]:
     name = cf.name or cf.path
-    middle = (CA_OF.get(name, ""),) if ca_column else ()
-    if cf.leaf is None:
-        label = f"!MISSING! {name}" if _missing(cf) else name
+    middle: tuple[str, ...] = (CA_OF.get(name, ""),) if ca_column else ()
+    if cf.leaf is None:  # kubeadm leaves a missing row blank but for its name
+        label, middle = (f"!MISSING! {name}", ("",) * len(middle)) if _missing(cf) else (
+            name, middle)
         return (label, "", "", *middle, "", state(cf))
     return (name, kubeadm.expires(cf.leaf.not_after), kubeadm.residual(cf.leaf.not_after - now),
             *middle, _yes_no(cf.externally_managed), state(cf))
