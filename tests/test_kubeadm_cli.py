@@ -213,3 +213,22 @@ def test_a_ca_rotation_shows_the_current_ca_in_the_table(plane: Plane) -> None:
     plane.plane.write_ca("ca", retired, plane.plane.cas["ca"])  # type: ignore[arg-type]
     rows = _kubeadm_rows(render_table(plane.evaluate()))
     assert rows["ca"][2] == "9y" and rows["ca"][-1] == "CA rotation in progress"
+
+
+def test_the_control_plane_demo_warns_about_kubeadms_certificates(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``demo --control-plane`` then the command it prints: the eleven leaves warn."""
+    demo_dir = tmp_path / "demo"
+    wrote = run_in_process(["demo", str(demo_dir), "--control-plane"], capsys)
+    assert wrote.code == 0
+    command = wrote.out.strip().splitlines()[-1].split()
+    assert command[:2] == ["kubelet-cert-agent", "check"] and "--kubeadm-dir" in command
+    run = run_in_process(command[1:], capsys)
+    assert run.code == 1
+    rows = _kubeadm_rows(run.out)
+    assert [name for name, cells in rows.items() if cells[-1] == "expiring soon"] == list(
+        LEAF_NAMES)
+    assert "kubeadm certs renew admin.conf" in run.out
+
+
+LEAF_NAMES = tuple(leaf.name for leaf in kubeadm.LEAVES)
