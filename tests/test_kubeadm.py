@@ -134,6 +134,17 @@ class TestEachOfTheFourteen:
                                   Severity.CRITICAL) for leaf in broken}
 
 
+class TestKeys:
+    @pytest.mark.parametrize("name", ["apiserver", "etcd-ca"])
+    def test_a_key_that_does_not_match_its_certificate(self, plane: Plane, name: str) -> None:
+        """A leaf's or a CA's key from elsewhere: kubeadm and the server cannot use the pair."""
+        entry = kubeadm.AUTHORITIES.get(name)
+        key_file = plane.root / (entry.key if entry else f"pki/{name}.key")
+        key_file.write_bytes(issue("other", usage="client", key_type="ec", not_before=INIT,
+                                   not_after=INIT + YEAR).key_pem())
+        assert _pairs(plane) == {(codes.KEY_MISMATCH, str(key_file), Severity.CRITICAL)}
+
+
 class TestExternalCa:
     def test_a_ca_without_its_key_is_externally_managed_and_so_are_its_leaves(
             self, plane: Plane) -> None:

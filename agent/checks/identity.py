@@ -128,3 +128,5 @@ def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding
             yield from _judge(snapshot, cf, cf.leaf, served)
         elif cf.role is Role.KUBEADM:
             yield from _kubeadm(snapshot, cf, cf.leaf)
+        elif cf.role is Role.KUBEADM_CA and cf.key_match is KeyMatch.MISMATCH:
+            yield _key_mismatch(cf)  # kubeadm would sign renewals nobody can verify
