@@ -64,7 +64,7 @@ def _hint(snapshot: Snapshot, cf: CertFile, expired: bool) -> str:
         return prefix + CSR_HINT
     if cf.name and cf.role in (Role.KUBEADM, Role.KUBEADM_CA):
         return kubeadm.renew_hint(cf.name, bool(cf.externally_managed))
-    return STATIC_HINTS[cf.role].format(config=config)
+    return STATIC_HINTS.get(cf.role, STATIC_HINTS[Role.WATCHED]).format(config=config)
 
 
 def _judge(snapshot: Snapshot, cf: CertFile, leaf: CertInfo, now: datetime,
