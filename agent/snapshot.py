@@ -73,7 +73,7 @@ def _build(sources: SourceSettings, cert_dir: str, now: datetime,
     return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
                     kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
                     history=scan.history, updated_links=scan.updated_links, api=api,
-                    kubeadm_dir=kubeadm_dir)
+                    kubeadm_dir=kubeadm_dir, cert_dir_error=scan.dir_error)
 
 
 def kubeadm_root(sources: SourceSettings) -> str | None:
