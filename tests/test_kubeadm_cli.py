@@ -164,6 +164,16 @@ class TestWatchKubeconfigs:
         dirs, _paths, whole = watch_plan(snap, sources)
         assert str(plane.root / "pki" / "etcd") in dirs and str(plane.root / "pki") in whole
 
+    def test_the_daemon_watches_every_kubeadm_directory(self, plane: Plane) -> None:
+        """`kubeadm certs renew` rewrites files in three directories: all are watched, and a
+        missing file's path stays an input, so its creation is seen."""
+        plane.path("etcd-peer").unlink()
+        sources = plane.sources()
+        dirs, paths, _whole = watch_plan(build_snapshot(sources, NOW), sources)
+        assert {str(plane.root), str(plane.root / "pki"), str(plane.root / "pki" / "etcd")} <= dirs
+        assert str(plane.path("etcd-peer")) in paths
+        assert str(plane.root / "pki" / "etcd" / "peer.key") in paths
+
     def test_watch_without_recursive_does_not_descend(self, plane: Plane) -> None:
         snap = build_snapshot(plane.sources(kubeadm_dir=None, watch_paths=(plane.root,)), NOW)
         assert not any("/pki/" in c.path for c in snap.certs)
