@@ -179,6 +179,16 @@ class TestCaRotation:
         assert _pairs(plane) == {
             (codes.CA_ROTATION_IN_PROGRESS, str(plane.path("ca")), Severity.INFO)}
 
+    def test_the_key_of_the_current_ca_matches_a_bundle_that_lists_the_retired_first(
+            self, plane: Plane) -> None:
+        """ca.key belongs to today's CA, the second in the file: no KEY_MISMATCH."""
+        retired = self._retired("ca", timedelta(days=-10))
+        current = plane.plane.cas["ca"]
+        plane.plane.write_ca("ca", retired, current)  # type: ignore[arg-type]
+        (plane.root / "pki" / "ca.key").write_bytes(current.key_pem())
+        assert plane.file("ca").key_match.value == "match"
+        assert {f.code for f in plane.findings()} == {codes.CA_ROTATION_IN_PROGRESS}
+
     def test_leaves_signed_by_the_new_ca_verify_against_the_bundle(self, plane: Plane) -> None:
         """Mid-rotation, the file holds old and new CA; a leaf of either is trusted."""
         new_ca = issue("kubernetes", usage="ca", key_type="ec", not_before=NOW - timedelta(1),

@@ -69,7 +69,8 @@ def _load(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes:
             _PARSED.put(cache_key, parsed)
     if parsed.error is not None:
         return result(size, parsed.error), parsed
-    key_match, key_error = _key_match(parsed, key_path, max_bytes)
+    key_match, key_error = _key_match(parsed, key_path, max_bytes,
+                                      any_certificate=role in AUTHORITY_ROLES)
     return result(size, chain=parsed.certificates, leaf=parsed.leaf, key_match=key_match,
                   key_error=key_error, trusted=parsed.chain_verified_to_anchor,
                   self_signed=parsed.self_signed), parsed
@@ -121,9 +122,12 @@ def clear_cache() -> None:
     _PARSED.clear()
 
 
-def _key_match(parsed: ParsedBundle, key_path: str | None,
-               max_bytes: int) -> tuple[KeyMatch, ReadError | None]:
-    """A separate key file wins over a key inside the bundle (the kubelet's order)."""
+def _key_match(parsed: ParsedBundle, key_path: str | None, max_bytes: int, *,
+               any_certificate: bool = False) -> tuple[KeyMatch, ReadError | None]:
+    """A separate key file wins over a key inside the bundle (the kubelet's order).
+
+    ``any_certificate``: a CA file mid-rotation holds the retired CA beside the one
+    whose key sits next to it; the key matches if it belongs to any of them."""
     if key_path is not None:
         read = read_file(key_path, max_bytes)
         if read.error is not None:
@@ -137,7 +141,9 @@ def _key_match(parsed: ParsedBundle, key_path: str | None,
         return KeyMatch.ABSENT, None
     if error is not None or spki is None or parsed.leaf is None:
         return KeyMatch.UNREADABLE, error
-    return (KeyMatch.MATCH if spki == parsed.leaf.spki_sha256 else KeyMatch.MISMATCH), None
+    owners = parsed.certificates if any_certificate else (parsed.leaf,)
+    matched = any(spki == c.spki_sha256 for c in owners)
+    return (KeyMatch.MATCH if matched else KeyMatch.MISMATCH), None
 
 
 def load_authority(role: Role, path: str, max_bytes: int, *, key_path: str | None = None
