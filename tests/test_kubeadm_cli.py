@@ -15,9 +15,11 @@ import yaml
 
 from agent import codes, kubeadm
 from agent.checks import judge
+from agent.config import ApiSettings, DaemonSettings, Settings
+from agent.daemon.loop import Daemon
 from agent.model import AgentState, Evaluation, Finding, Policy, Role, Severity
 from agent.pkigen import issue
-from agent.pkigen_kubeadm import kubeconfig
+from agent.pkigen_kubeadm import YEAR, kubeconfig
 from agent.sinks.jsonout import evaluation_to_dict
 from agent.sinks.metrics import render
 from agent.sinks.table import render_table
@@ -242,3 +244,40 @@ def test_the_control_plane_demo_warns_about_kubeadms_certificates(
 
 
 LEAF_NAMES = tuple(leaf.name for leaf in kubeadm.LEAVES)
+
+
+class TestDaemon:
+    def _daemon(self, plane: Plane) -> Daemon:
+        settings = Settings(sources=plane.sources(), api=ApiSettings(offline=True),
+                            policy=Policy(), daemon=DaemonSettings())
+        return Daemon(settings)
+
+    def test_kubeadm_renew_clears_the_published_finding(self, plane: Plane) -> None:
+        """What `kubeadm certs renew apiserver` does on disk, seen by the running agent."""
+        apiserver = plane.path("apiserver")
+        plane.plane.write_leaf("apiserver", plane.plane.issue_leaf(
+            "apiserver", NOW - YEAR + timedelta(days=5)))
+        daemon = self._daemon(plane)
+        state = daemon.run_once(NOW)
+        assert state is not None
+        assert [(f.code, f.path) for f in state.evaluation.findings
+                if f.path == str(apiserver)] == [(codes.CERT_EXPIRING_SOON, str(apiserver))]
+        plane.plane.write_leaf("apiserver", plane.plane.issue_leaf("apiserver", NOW))
+        state = daemon.run_once(NOW + timedelta(seconds=1), changed=[str(apiserver)])
+        assert state is not None
+        assert not [f for f in state.evaluation.findings if f.path == str(apiserver)]
+
+    def test_a_kubeconfig_that_turns_to_garbage_keeps_its_last_good_certificate(
+            self, plane: Plane) -> None:
+        daemon = self._daemon(plane)
+        daemon.run_once(NOW)
+        admin = plane.path("admin.conf")
+        admin.write_text("{{{ half-written")
+        state = None
+        for second in (1, 10):  # past the settle period
+            state = daemon.run_once(NOW + timedelta(seconds=second), changed=[str(admin)])
+        assert state is not None
+        kept = next(c for c in state.evaluation.snapshot.certs if c.name == "admin.conf")
+        assert kept.leaf is not None and kept.stale_since is not None
+        assert codes.CERT_UNREADABLE in {f.code for f in state.evaluation.findings
+                                         if f.path == str(admin)}
