@@ -36,7 +36,8 @@ def build_snapshot(sources: SourceSettings, now: datetime,
     """Inventory every local input at ``now``.
 
     ``certs`` order: client, server (always present, possibly MISSING), kubelet.crt
-    (when present), tlsCertFile (when configured), then ``--watch`` files sorted by path.
+    (when present), tlsCertFile (when configured), ``--watch`` files sorted by path, then
+    on a kubeadm control plane its fourteen files in kubeadm's order.
     """
     cert_dir = os.path.abspath(sources.cert_dir)
     try:
