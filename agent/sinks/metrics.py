@@ -89,6 +89,11 @@ CERT_STALE = _f("certificate_stale", "gauge",
                 "1 while the file is unreadable and its series show the last good values; "
                 "absent while it reads fine.", *CERT_LABELS)
 
+KUBEADM_INFO = _f("kubeadm_certificate_info", "gauge",
+                  "1 for each file `kubeadm certs check-expiration` lists, by kubeadm's name "
+                  "(role kubeadm or kubeadm-ca on the certificate series).",
+                  "name", "path", "externally_managed")
+
 # -- verdict --------------------------------------------------------------------------------
 FINDING = _f("finding", "gauge", "1 for each active finding (code: see the README).",
              "code", "severity", "path")
@@ -148,7 +153,8 @@ API_UP = _f("apiserver_up", "gauge",
 
 FAMILIES: tuple[Family, ...] = (
     CERT_INFO, CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END,
-    CERT_SELF_SIGNED, CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS,
+    CERT_SELF_SIGNED, CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, KUBEADM_INFO, FINDING,
+    STATUS,
     INVENTORY_COMPLETE, HISTORY_GENERATIONS, HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME,
     LAST_EVALUATION, EVALUATION_DURATION, EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS,
     TEXTFILE_ERRORS, CSR_PENDING, CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS,
@@ -161,6 +167,10 @@ _ROTATION_ROLES = (Role.CLIENT.value, Role.SERVER.value)
 
 def _ts(at: datetime) -> float:
     return at.timestamp()
+
+
+def _yes_no(flag: bool | None) -> str:
+    return "yes" if flag else "no"
 
 
 def _bool(flag: bool) -> float:
@@ -186,6 +196,9 @@ def _add_file(out: Samples, ident: dict[str, str], cert_file: CertFile, role: Ro
         out.add_labelled(CERT_WINDOW_END, _ts(leaf.rotation_window_end), ident)
     if role in KUBELET_ROLES:  # the self-signed fallback is a kubelet notion
         out.add_labelled(CERT_SELF_SIGNED, _bool(cert_file.self_signed), ident)
+    if cert_file.name:  # kubeadm's name, for alerts that say `kubeadm certs renew <name>`
+        out.add(KUBEADM_INFO, 1.0, (cert_file.name, cert_file.path,
+                                    _yes_no(cert_file.externally_managed)))
     if cert_file.key_match in (KeyMatch.MATCH, KeyMatch.MISMATCH):
         out.add_labelled(CERT_KEY_MATCH, _bool(cert_file.key_match is KeyMatch.MATCH), ident)
     if cert_file.trusted is not None:
@@ -196,19 +209,26 @@ def _add_file(out: Samples, ident: dict[str, str], cert_file: CertFile, role: Ro
 
 def _add_certificates(out: Samples, snapshot: Snapshot) -> None:
     for cert_file in snapshot.certs:
-        if cert_file.leaf is not None:
+        if cert_file.role is Role.KUBEADM_CA:  # a CA file: every CA of it can expire
+            _add_bundle(out, cert_file, Role.KUBEADM_CA)
+        elif cert_file.leaf is not None:
             ident = {"path": cert_file.path, "role": cert_file.role.value}
             _add_cert(out, ident, cert_file, cert_file.leaf)
             _add_file(out, ident, cert_file, cert_file.role)
     for anchor in snapshot.anchors:
         # A CA bundle holds several CAs: each is a trust anchor that can expire.
-        cas = anchor.chain or ((anchor.leaf,) if anchor.leaf else ())
-        ident = {"path": anchor.path, "role": Role.TRUST_ANCHOR.value}
-        for index, info in enumerate(cas):
-            _add_cert(out, {**ident, INDEX_LABEL: str(index)} if len(cas) > 1 else ident,
-                      anchor, info)
-        if cas:
-            _add_file(out, ident, anchor, Role.TRUST_ANCHOR)
+        _add_bundle(out, anchor, Role.TRUST_ANCHOR)
+
+
+def _add_bundle(out: Samples, cert_file: CertFile, role: Role) -> None:
+    """Every certificate of a CA file, with ``index`` when there are several."""
+    cas = cert_file.chain or ((cert_file.leaf,) if cert_file.leaf else ())
+    ident = {"path": cert_file.path, "role": role.value}
+    for index, info in enumerate(cas):
+        _add_cert(out, {**ident, INDEX_LABEL: str(index)} if len(cas) > 1 else ident,
+                  cert_file, info)
+    if cas:
+        _add_file(out, ident, cert_file, role)
 
 
 def _add_verdict(out: Samples, evaluation: Evaluation) -> None:
