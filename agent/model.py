@@ -264,6 +264,7 @@ class Snapshot:
     history: tuple[RoleHistory, ...] = ()
     updated_links: tuple[str, ...] = ()  # transient -updated.pem links (swap in progress)
     api: ApiState | None = None  # None: offline / not asked
+    cert_dir_identity: tuple[int, int] | None = None  # (st_dev, st_ino); None: not a dir
 
     def cert(self, role: Role) -> CertFile | None:
         """The first certificate file with this role, if any."""

@@ -8,6 +8,7 @@ what it has. ``apply`` restarts only the parts whose settings changed on reload.
 from __future__ import annotations
 
 import threading
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Settings
@@ -72,14 +73,26 @@ class Services:
             return
         listen = self.settings.daemon.listen
         try:
-            from agent.sinks.http import serve
-
-            self.http = serve(listen, self._daemon.holder.get)
+            self.http = self._bind_http(listen)
         except (OSError, ValueError) as exc:
-            error = getattr(exc, "strerror", None) or str(exc)
-            emit([event("http_failed", "error", listen=listen, error=str(error))])
+            emit([event("http_failed", "error", listen=listen, error=_reason(exc))])
             return
         emit([event("http_listening", listen=listen, url=self.http.url, port=self.http.port)])
+
+    def _bind_http(self, listen: str) -> MetricsServer:
+        from agent.sinks.http import serve
+
+        return serve(listen, self._daemon.holder.get, health=self._daemon.health)
+
+    def prepare(self, old: Settings, new: Settings) -> MetricsServer | None:
+        """Bind the new ``--listen`` before anything changes (bind before close).
+
+        Raises ``OSError``/``ValueError`` when it cannot be bound: the reload then fails
+        and the old listener and flags stay. None when the listener does not change.
+        """
+        if new.daemon.listen == old.daemon.listen or not self._want_http:
+            return None
+        return self._bind_http(new.daemon.listen)
 
     # -- watcher ----------------------------------------------------------------------
 
@@ -126,8 +139,15 @@ class Services:
         except Exception as exc:  # e.g. the API part is not installed
             emit([event("api_disabled", "error", error=type(exc).__name__)])
             return
-        self.api = ApiThread(monitor)
+        self.api = ApiThread(monitor, on_crash=self._api_crashed)
         self.api.start()
+
+    def _api_crashed(self, exc: BaseException, restart_in: float) -> None:
+        """The monitor raised (a bug): count it, log it with its traceback, alert."""
+        self._daemon.health.internal_error("api")
+        self._daemon.health.api_restarted()
+        emit([event("api_thread_crashed", "error", error=type(exc).__name__,
+                    restart_in_seconds=restart_in, traceback=format_traceback(exc))])
 
     def _stop_api(self) -> None:
         api, self.api = self.api, None
@@ -145,13 +165,17 @@ class Services:
 
     # -- reload -----------------------------------------------------------------------
 
-    def apply(self, old: Settings, new: Settings) -> None:
-        """Restart the parts whose settings changed (the daemon holds ``new`` already)."""
-        if new.daemon.listen != old.daemon.listen and self._want_http:
-            http, self.http = self.http, None
-            if http is not None:
-                http.shutdown()
-            self._start_http()
+    def apply(self, old: Settings, new: Settings, http: MetricsServer | None = None) -> None:
+        """Restart the parts whose settings changed (the daemon holds ``new`` already).
+
+        ``http`` is the listener :meth:`prepare` bound for the new ``--listen``.
+        """
+        if http is not None:
+            previous, self.http = self.http, http
+            if previous is not None:
+                previous.shutdown()
+            emit([event("http_listening", listen=new.daemon.listen, url=http.url,
+                        port=http.port)])
         if new.daemon.poll != old.daemon.poll:
             self._stop_watcher()
             self._start_watcher()
@@ -163,4 +187,13 @@ class Services:
 
 def _emit_one(ev: Event) -> None:
     emit([ev])
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` as text: frames and messages only, never local values."""
+    return "".join(traceback.format_exception(exc)).rstrip()
 

@@ -22,13 +22,15 @@ from datetime import datetime
 from typing import Literal
 
 import structlog
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent import __version__
+from agent.health import COMPONENTS, REJECT_REASONS, HealthSnapshot
 from agent.model import (
     AgentState,
     AgentStats,
+    ApiProblem,
     ApiState,
     CertFile,
     CertInfo,
@@ -140,12 +142,30 @@ API_LAST_SUCCESS = _f("apiserver_last_success_timestamp_seconds", "gauge",
 API_UP = _f("apiserver_up", "gauge",
             "1 if the agent's last request to the API server succeeded, 0 if it failed.")
 
+# -- the agent's own health (issue 8): never a statement about the operator's files --------
+SOURCE_UP = _f("source_up", "gauge",
+               "1 if the agent could read this input at the last evaluation, 0 if not "
+               "(cert dir, kubelet config, kubeconfig, API server).", "source")
+INTERNAL_ERRORS = _f("internal_errors_total", "counter",
+                     "Failures of the agent itself (a bug, EMFILE, ENOMEM), by component; "
+                     "never a problem with a certificate.", "component")
+VERDICT_STALE = _f("verdict_stale", "gauge",
+                   "1 while evaluations fail for the agent's own reasons and the published "
+                   "verdict is the last good one.")
+HTTP_REJECTED = _f("http_rejected_total", "counter",
+                   "HTTP connections closed without an answer, by reason.", "reason")
+API_RESTARTS = _f("api_thread_restarts_total", "counter",
+                  "Times the API server monitor thread died and was restarted.")
+HEALTH_FAMILIES: tuple[Family, ...] = (INTERNAL_ERRORS, VERDICT_STALE, HTTP_REJECTED,
+                                       API_RESTARTS)
+
 FAMILIES: tuple[Family, ...] = (
     CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END, CERT_SELF_SIGNED,
     CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS, HISTORY_GENERATIONS,
     HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
     EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
-    CSR_OLDEST_PENDING, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
+    CSR_OLDEST_PENDING, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP, SOURCE_UP,
+    *HEALTH_FAMILIES,
 )
 
 # Counters are pre-initialised at 0 for these labels, so rate() works from the first scrape.
@@ -261,6 +281,46 @@ def _add_api(out: _Builder, api: ApiState) -> None:
     out.add(API_UP, _bool(api.error is None))
 
 
+def _add_sources(out: _Builder, snapshot: Snapshot) -> None:
+    out.add(SOURCE_UP, _bool(snapshot.cert_dir_identity is not None), ("cert_dir",))
+    if snapshot.kubelet_config.path is not None:
+        out.add(SOURCE_UP, _bool(snapshot.kubelet_config.error is None), ("kubelet_config",))
+    api = snapshot.api
+    if api is not None:
+        configured = api.error is None or api.error.problem is not ApiProblem.NOT_CONFIGURED
+        out.add(SOURCE_UP, _bool(configured), ("kubeconfig",))
+        out.add(SOURCE_UP, _bool(api.error is None), ("apiserver",))
+
+
+def health_metrics(health: HealthSnapshot) -> list[Metric]:
+    """The agent-health families (moving between evaluations: rendered at each scrape)."""
+    out = _Builder()
+    for component, count in health.internal_errors:
+        out.add(INTERNAL_ERRORS, float(count), (component,))
+    for component in COMPONENTS:
+        out.add(INTERNAL_ERRORS, 0.0, (component,))
+    out.add(VERDICT_STALE, _bool(health.stale_since is not None))
+    for reason, count in health.http_rejected:
+        out.add(HTTP_REJECTED, float(count), (reason,))
+    for reason in REJECT_REASONS:
+        out.add(HTTP_REJECTED, 0.0, (reason,))
+    out.add(API_RESTARTS, float(health.api_restarts))
+    return out.metrics()
+
+
+class HealthCollector:
+    """A collector for :func:`health_metrics` of whatever ``get_health()`` returns."""
+
+    def __init__(self, get_health: Callable[[], HealthSnapshot]) -> None:
+        self._get_health = get_health
+
+    def collect(self) -> Iterable[Metric]:
+        return health_metrics(self._get_health())
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
 def build_metrics(state: AgentState | None) -> list[Metric]:
     """Every metric family for ``state``; only build info and status 3 when it is None."""
     out = _Builder()
@@ -273,6 +333,7 @@ def build_metrics(state: AgentState | None) -> list[Metric]:
     _add_certificates(out, snapshot)
     _add_history(out, snapshot)
     _add_stats(out, state.stats, state.evaluation)
+    _add_sources(out, snapshot)
     if snapshot.api is not None:
         _add_api(out, snapshot.api)
     return out.metrics()
@@ -307,6 +368,21 @@ def registry_for(get_state: Callable[[], AgentState | None]) -> CollectorRegistr
     return registry
 
 
-def render(state: AgentState | None) -> bytes:
-    """Text exposition (format 0.0.4) of ``state``, without timestamps, for the textfile."""
-    return generate_latest(registry_for(lambda: state))
+def render(state: AgentState | None, health: HealthSnapshot | None = None) -> bytes:
+    """Text exposition (format 0.0.4) of ``state``, without timestamps, for the textfile.
+
+    With ``health``, the agent-health families too (node_exporter users must see them).
+    Never the ``process_*`` families: node_exporter exports its own under those names.
+    """
+    registry = registry_for(lambda: state)
+    if health is not None:
+        registry.register(HealthCollector(lambda: health))
+    return generate_latest(registry)
+
+
+def live_registry(get_health: Callable[[], HealthSnapshot]) -> CollectorRegistry:
+    """What /metrics adds to the cached verdict at each scrape: health and process_*."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HealthCollector(get_health))
+    registry.register(ProcessCollector(registry=None))
+    return registry

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
+from agent.faults import raise_if_agent_errno
 from agent.model import CertFile, CertInfo, LinkProblem, LinkState, ReadError, Role, RoleHistory
 from agent.sources.certfile import GENERATION as _GENERATION
 from agent.sources.certfile import load_cert_file
@@ -152,7 +153,8 @@ def _entry_size(entry: os.DirEntry[str]) -> int | None:
             if len(_SIZES) >= _SIZES_LIMIT:
                 _SIZES.clear()  # bounded: a full cache simply starts over
             _SIZES[key] = size
-    except OSError:
+    except OSError as exc:
+        raise_if_agent_errno(exc, "sources")
         return None  # deleted while we scanned
     return size
 
@@ -180,8 +182,9 @@ def scan_entries(root: str) -> tuple[dict[Role, _Generations], list[str]]:
                 size = _entry_size(entry)
                 if size is not None:
                     gens[_ROLES[m.group(1)]].add(name, size)
-    except OSError:
-        pass  # a missing or unreadable cert dir shows up as MISSING links
+    except OSError as exc:
+        raise_if_agent_errno(exc, "sources")
+        # a missing or unreadable cert dir shows up as MISSING links
     return gens, sorted(links)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography import x509
 
+from agent.faults import raise_if_agent_errno
 from agent.model import CertFile, KeyMatch, LinkState, ReadError, ReadProblem, Role
 from agent.sources.files import problem_for, read_file
 from agent.sources.parse import ParsedBundle, parse_bundle, parse_key
@@ -189,7 +190,8 @@ def _scan_dir(directory: str, anchors: Sequence[x509.Certificate],
             if not entry.is_file():  # FIFOs, devices, sockets, sub-directories: never opened
                 continue
             st = entry.stat()
-        except OSError:
+        except OSError as exc:
+            raise_if_agent_errno(exc, "sources")
             continue  # vanished or a dangling link: not a certificate we can watch
         cert_file, parsed = _load(Role.WATCHED, entry.path, anchors, max_bytes, read_path=None,
                                   link=None, key_path=None, pre_stat=st)

@@ -1,0 +1,230 @@
+"""The connection layer of the HTTP endpoint: bounded, deadline-driven, quiet.
+
+``http.server`` gives every connection a thread that blocks on each header line: ~1,000
+slow clients exhausted the agent's descriptors, accept() spun, and each timed-out client
+wrote a log line (issue 13). This server is one asyncio event loop in one thread (stdlib,
+no new dependency): a waiting connection costs a socket and a small coroutine, not a
+thread, and
+
+- at most ``MAX_CONNECTIONS`` are held; at the cap the connection that has waited longest
+  for its request is closed at once (a slow client cannot crowd out a scrape that sends
+  its request right away), or the new one when every held connection is being answered;
+- a request's line and headers must arrive within ``REQUEST_DEADLINE`` seconds of its
+  first byte, however slowly they trickle, and an idle keep-alive connection is closed
+  after ``IDLE_TIMEOUT``; an answer must be taken within ``WRITE_DEADLINE``;
+- responses are computed by a small fixed pool (``WORKERS`` threads), never on the loop;
+- the listen backlog is ``BACKLOG`` (``http.server``'s is 5);
+- nothing is logged per connection: each closed-without-answer is counted in
+  ``kubelet_cert_agent_http_rejected_total{reason}``.
+
+Only GET and HEAD without a body are served; anything else gets 400/405 and is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+MAX_CONNECTIONS = 64
+WORKERS = 2
+BACKLOG = 1024
+REQUEST_DEADLINE = 5.0
+IDLE_TIMEOUT = 60.0
+WRITE_DEADLINE = 10.0
+MAX_HEAD_BYTES = 16384
+
+
+@dataclass(frozen=True)
+class Response:
+    status: HTTPStatus
+    content_type: str
+    body: bytes
+
+
+Respond = Callable[[str, str], Response]  # (path, Accept) -> response
+Count = Callable[[str], None]  # a rejected connection, by reason
+
+
+@dataclass(eq=False)
+class _Conn:
+    writer: asyncio.StreamWriter
+    since: float  # when it started waiting for its current request
+    waiting: bool = True
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket (raises OSError: in use, not local)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class BoundedServer:
+    """Serves ``respond`` on an already bound socket in one background thread."""
+
+    def __init__(self, sock: socket.socket, respond: Respond, rejected: Count) -> None:
+        self._sock = sock
+        self._respond = respond
+        self._rejected = rejected
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="http-worker")
+        self._conns: dict[asyncio.StreamWriter, _Conn] = {}
+        self._loop = asyncio.new_event_loop()
+        self._stopping: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+        self._thread.start()
+        self._started.wait(5)
+
+    @property
+    def connections(self) -> int:
+        """Connections held now (for tests and the bench)."""
+        return len(self._conns)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        self._stopping = asyncio.Event()
+        server = await asyncio.start_server(self._accepted, sock=self._sock,
+                                            limit=MAX_HEAD_BYTES)
+        self._started.set()
+        async with server:
+            await self._stopping.wait()
+            server.close()
+            tasks = [c.task for c in self._conns.values() if c.task is not None]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=0.5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self, timeout: float = 1.0) -> None:
+        """Stop accepting, close every connection and the socket; wait up to ``timeout``."""
+        stopping = self._stopping
+        if stopping is not None and self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop has already stopped
+                self._loop.call_soon_threadsafe(stopping.set)
+        self._thread.join(timeout)
+        self._sock.close()
+
+    # -- one connection ---------------------------------------------------------------
+
+    async def _accepted(self, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        if len(self._conns) >= MAX_CONNECTIONS and not self._evict_one():
+            self._rejected("too_many_connections")
+            writer.transport.abort()
+            return
+        conn = _Conn(writer, loop.time(), task=asyncio.current_task())
+        self._conns[writer] = conn
+        try:
+            await self._serve(reader, conn)
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away or we closed it: nothing to answer
+        finally:
+            self._conns.pop(writer, None)
+            writer.transport.abort()
+
+    def _evict_one(self) -> bool:
+        """Close the connection that has waited longest for its request; False if none."""
+        waiting = [c for c in self._conns.values() if c.waiting]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda c: c.since)
+        self._conns.pop(oldest.writer, None)
+        self._rejected("too_many_connections")
+        oldest.writer.transport.abort()
+        return True
+
+    async def _serve(self, reader: asyncio.StreamReader, conn: _Conn) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn.waiting, conn.since = True, loop.time()
+            try:
+                first = await asyncio.wait_for(reader.readexactly(1), IDLE_TIMEOUT)
+            except TimeoutError:
+                return  # an idle keep-alive connection: closing it is no rejection
+            try:
+                head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
+                                                      REQUEST_DEADLINE)
+            except TimeoutError:
+                self._rejected("deadline")
+                return
+            except asyncio.LimitOverrunError:
+                await self._send(conn, _plain(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
+                                 head_only=False, close=True)
+                self._rejected("bad_request")
+                return
+            conn.waiting = False
+            request = _parse(head)
+            if isinstance(request, HTTPStatus):
+                await self._send(conn, _plain(request), head_only=False, close=True)
+                self._rejected("bad_request")
+                return
+            method, path, accept, keep_alive = request
+            answer = await loop.run_in_executor(self._pool, self._respond, path, accept)
+            await self._send(conn, answer, head_only=method == "HEAD", close=not keep_alive)
+            if not keep_alive:
+                return
+
+    async def _send(self, conn: _Conn, answer: Response, *, head_only: bool,
+                    close: bool) -> None:
+        head = (f"HTTP/1.1 {answer.status.value} {answer.status.phrase}\r\n"
+                f"Content-Type: {answer.content_type}\r\n"
+                f"Content-Length: {len(answer.body)}\r\n"
+                + ("Connection: close\r\n" if close else "") + "\r\n").encode("ascii")
+        conn.writer.write(head if head_only else head + answer.body)
+        try:
+            await asyncio.wait_for(conn.writer.drain(), WRITE_DEADLINE)
+        except TimeoutError:
+            self._rejected("deadline")
+            raise OSError("client did not read the answer in time") from None
+
+
+def _plain(status: HTTPStatus) -> Response:
+    return Response(status, "text/plain; charset=utf-8",
+                    f"{status.value} {status.phrase}\n".encode())
+
+
+def _parse(head: bytes) -> tuple[str, str, str, bool] | HTTPStatus:
+    """(method, path, Accept, keep-alive) of a request head, or the error status to send."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return HTTPStatus.BAD_REQUEST
+    method, path, version = parts
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            return HTTPStatus.BAD_REQUEST
+        headers[name.lower()] = value.strip()
+    if method not in ("GET", "HEAD"):
+        return HTTPStatus.METHOD_NOT_ALLOWED
+    if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+        return HTTPStatus.BAD_REQUEST  # a GET with a body: we do not read bodies
+    connection = headers.get("connection", "").lower()
+    keep_alive = (connection != "close") if version == "HTTP/1.1" else connection == "keep-alive"
+    return method, path, headers.get("accept", ""), keep_alive
