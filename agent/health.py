@@ -10,15 +10,24 @@ evaluation that failed for the agent's own reasons). A scrape and the textfile r
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from agent.state import Counts, add_counts
+Counts = tuple[tuple[str, int], ...]
 
 # Every component a catch-all counts under, pre-initialised at 0 so rate() works at once.
 COMPONENTS = ("evaluation", "snapshot", "sources", "parse", "textfile", "watch", "http",
               "api", "metrics")
 REJECT_REASONS = ("too_many_connections", "deadline", "bad_request")
+
+
+def add_counts(counts: Counts, keys: Iterable[str]) -> Counts:
+    """``counts`` with one added per key (repeats count), sorted by key."""
+    out = dict(counts)
+    for key in keys:
+        out[key] = out.get(key, 0) + 1
+    return tuple(sorted(out.items()))
 
 
 @dataclass(frozen=True)

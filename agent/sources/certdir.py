@@ -25,26 +25,17 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from agent.faults import raise_if_agent_errno
+from agent.kubelet import GENERATION, ROTATING_ROLES, current_name, updated_name
 from agent.model import CertFile, CertInfo, LinkProblem, LinkState, ReadError, Role, RoleHistory
-from agent.sources.certfile import GENERATION as _GENERATION
 from agent.sources.certfile import load_cert_file
 from agent.sources.files import problem_for, read_file
 from agent.sources.parse import parse_bundle
 
-ROTATING_ROLES = (Role.CLIENT, Role.SERVER)
 _ROLES = {role.value: role for role in ROTATING_ROLES}
 _LINK_ERRNO = {errno.ELOOP: LinkProblem.LOOP, errno.ENOENT: LinkProblem.DANGLING,
                errno.ENOTDIR: LinkProblem.DANGLING}
 _UNREADABLE_LINK = frozenset({LinkProblem.MISSING, LinkProblem.DANGLING, LinkProblem.LOOP,
                               LinkProblem.NOT_REGULAR})
-
-
-def current_name(role: Role) -> str:
-    return f"kubelet-{role.value}-current.pem"
-
-
-def updated_name(role: Role) -> str:
-    return f"kubelet-{role.value}-updated.pem"
 
 
 @dataclass(frozen=True)
@@ -132,7 +123,7 @@ class _Generations:
 
 
 def _timestamp(name: str | None) -> str | None:
-    m = _GENERATION.match(name) if name else None
+    m = GENERATION.match(name) if name else None
     return m.group(2) if m else None
 
 
@@ -176,7 +167,7 @@ def scan_entries(root: str) -> tuple[dict[Role, _Generations], list[str]]:
                 if name in updated:
                     links.append(entry.path)
                     continue
-                m = _GENERATION.match(name)
+                m = GENERATION.match(name)
                 if m is None:
                     continue
                 size = _entry_size(entry)

@@ -9,25 +9,41 @@ from __future__ import annotations
 
 import threading
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.clock import Clock
 from agent.config import Settings
-from agent.logging import emit
-from agent.model import Snapshot
-from agent.sinks.events import Event, event
+from agent.daemon.logging import emit
+from agent.daemon.supervise import ApiThread, MonitorFactory, default_monitor_factory
+from agent.daemon.watch import ObserverFactory, Watcher
+from agent.health import Health
+from agent.model import AgentState, ApiState, Event, Snapshot, event
 from agent.snapshot import watch_plan
-from agent.supervise import ApiThread, MonitorFactory, default_monitor_factory
-from agent.watch import ObserverFactory, Watcher
 
 if TYPE_CHECKING:
-    from agent.daemon import Daemon
     from agent.sinks.http import MetricsServer
 
 
-class Services:
-    """Starts, restarts and stops the parts around a :class:`~agent.daemon.Daemon`."""
+class Host(Protocol):
+    """What the services need from the loop that owns them, and nothing more: the
+    loop passes itself, but services never import it (no back reference)."""
 
-    def __init__(self, daemon: Daemon, *, http: bool = True,
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def health(self) -> Health: ...
+    def published(self) -> AgentState | None: ...
+    def wake(self) -> None: ...
+    def api_updated(self, state: ApiState) -> None: ...
+    def forget_api(self) -> None: ...
+
+
+class Services:
+    """Starts, restarts and stops the parts around a :class:`~agent.daemon.loop.Daemon`."""
+
+    def __init__(self, daemon: Host, *, http: bool = True,
                  observer_factory: ObserverFactory | None = None,
                  monitor_factory: MonitorFactory = default_monitor_factory) -> None:
         self._daemon = daemon
@@ -82,7 +98,7 @@ class Services:
     def _bind_http(self, listen: str) -> MetricsServer:
         from agent.sinks.http import serve
 
-        return serve(listen, self._daemon.holder.get, health=self._daemon.health)
+        return serve(listen, self._daemon.published, health=self._daemon.health)
 
     def prepare(self, old: Settings, new: Settings) -> MetricsServer | None:
         """Bind the new ``--listen`` before anything changes (bind before close).
@@ -97,7 +113,7 @@ class Services:
     # -- watcher ----------------------------------------------------------------------
 
     def _start_watcher(self) -> None:
-        self.watcher = Watcher(self._daemon.waker.wake, poll=self.settings.daemon.poll,
+        self.watcher = Watcher(self._daemon.wake, poll=self.settings.daemon.poll,
                                observer_factory=self._observer_factory, on_event=_emit_one)
         self.watcher.start()
 
