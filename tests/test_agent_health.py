@@ -32,6 +32,7 @@ from agent.sources import files as files_module
 from agent.sources import parse as parse_module
 from tests.daemonkit import NOW, Node, build, daemon_for, wait_for
 
+
 @pytest.fixture
 def node(tmp_path: Path) -> Node:
     return build(tmp_path)
@@ -111,25 +112,25 @@ class TestInjectedFailures:
         text = (textfile / TEXTFILE_NAME).read_text()
         assert 'kubelet_cert_agent_internal_errors_total{component="sources"} 3.0' in text
 
-    @pytest.mark.parametrize(("target", "name", "error", "component"), [
-        pytest.param(files_module, "_read_once", OSError(errno.ENOMEM, "Cannot allocate memory"),
-                     "sources", id="ENOMEM"),
-        pytest.param(files_module, "_read_once", OSError(errno.ENFILE, "Too many open files"),
-                     "sources", id="ENFILE"),
-        pytest.param(parse_module, "_parse", RuntimeError("a bug in the parser"), "parse",
+    @pytest.mark.parametrize(("where", "error", "component"), [
+        pytest.param((files_module, "_read_once"),
+                     OSError(errno.ENOMEM, "Cannot allocate memory"), "sources", id="ENOMEM"),
+        pytest.param((files_module, "_read_once"),
+                     OSError(errno.ENFILE, "Too many open files"), "sources", id="ENFILE"),
+        pytest.param((parse_module, "_parse"), RuntimeError("a bug in the parser"), "parse",
                      id="parser-bug"),
-        pytest.param(daemon_module, "build_snapshot", KeyError("a bug in the loop"),
+        pytest.param((daemon_module, "build_snapshot"), KeyError("a bug in the loop"),
                      "evaluation", id="loop-bug"),
     ])
     def test_each_kind_keeps_the_verdict_and_is_counted_as_the_agents(
-            self, node: Node, monkeypatch: pytest.MonkeyPatch, target: object, name: str,
+            self, node: Node, monkeypatch: pytest.MonkeyPatch, where: tuple[object, str],
             error: BaseException, component: str) -> None:
         late = _late(node)
         daemon = daemon_for(node)
         daemon.run_once(late)
         before = _codes(daemon)
         assert codes.ROTATION_OVERDUE in before
-        monkeypatch.setattr(target, name, _raise(error))
+        monkeypatch.setattr(*where, _raise(error))
         with capture_logs() as logs:
             daemon.run_once(late + timedelta(seconds=1))
             daemon.run_once(late + timedelta(seconds=2))
