@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import threading
 from collections.abc import Callable
@@ -38,6 +39,7 @@ REQUEST_DEADLINE = 5.0
 IDLE_TIMEOUT = 60.0
 WRITE_DEADLINE = 10.0
 MAX_HEAD_BYTES = 16384
+ACCEPT_RETRY_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,6 @@ Count = Callable[[str], None]  # a rejected connection, by reason
 
 @dataclass(eq=False)
 class _Conn:
-    writer: asyncio.StreamWriter
     since: float  # when it started waiting for its current request
     waiting: bool = True
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -82,7 +83,7 @@ class BoundedServer:
         self._respond = respond
         self._rejected = rejected
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="http-worker")
-        self._conns: dict[asyncio.StreamWriter, _Conn] = {}
+        self._conns: set[_Conn] = set()
         self._loop = asyncio.new_event_loop()
         self._stopping: asyncio.Event | None = None
         self._started = threading.Event()
@@ -104,18 +105,44 @@ class BoundedServer:
 
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
-        server = await asyncio.start_server(self._accepted, sock=self._sock,
-                                            limit=MAX_HEAD_BYTES)
+        acceptor = asyncio.create_task(self._accept_loop())
         self._started.set()
-        async with server:
-            await self._stopping.wait()
-            server.close()
-            tasks = [c.task for c in self._conns.values() if c.task is not None]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=0.5)
+        await self._stopping.wait()
+        acceptor.cancel()
+        tasks = [c.task for c in self._conns if c.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait([acceptor, *tasks], timeout=0.5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _accept_loop(self) -> None:
+        """Accept one connection at a time, so the cap holds before a descriptor is kept.
+
+        (``asyncio.start_server`` accepts up to the whole backlog at once: 150 waiting
+        clients were 150 descriptors before a single one could be refused.)
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(self._sock)
+            except OSError as exc:
+                # Out of descriptors (another part of the agent, or the host): wait a
+                # little instead of spinning on a listening socket that stays readable.
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                continue
+            if len(self._conns) >= MAX_CONNECTIONS and not self._evict_one():
+                self._rejected("too_many_connections")
+                sock.close()
+                continue
+            with contextlib.suppress(OSError):  # two writes per answer: no Nagle delay
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(loop.time())
+            self._conns.add(conn)
+            conn.task = asyncio.create_task(self._connection(conn, sock))
+            # An accept that finds a client waiting does not yield: let the evicted
+            # connections close (their descriptors free) before the next accept.
+            await asyncio.sleep(0)
 
     def shutdown(self, timeout: float = 1.0) -> None:
         """Stop accepting, close every connection and the socket; wait up to ``timeout``."""
@@ -128,35 +155,34 @@ class BoundedServer:
 
     # -- one connection ---------------------------------------------------------------
 
-    async def _accepted(self, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        if len(self._conns) >= MAX_CONNECTIONS and not self._evict_one():
-            self._rejected("too_many_connections")
-            writer.transport.abort()
-            return
-        conn = _Conn(writer, loop.time(), task=asyncio.current_task())
-        self._conns[writer] = conn
+    async def _connection(self, conn: _Conn, sock: socket.socket) -> None:
+        writer: asyncio.StreamWriter | None = None
         try:
-            await self._serve(reader, conn)
+            reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEAD_BYTES)
+            await self._serve(reader, writer, conn)
         except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass  # the client went away or we closed it: nothing to answer
+            pass  # the client went away, or we closed it: nothing to answer
         finally:
-            self._conns.pop(writer, None)
-            writer.transport.abort()
+            self._conns.discard(conn)
+            if writer is not None:
+                writer.transport.abort()
+            else:
+                sock.close()
 
     def _evict_one(self) -> bool:
         """Close the connection that has waited longest for its request; False if none."""
-        waiting = [c for c in self._conns.values() if c.waiting]
+        waiting = [c for c in self._conns if c.waiting]
         if not waiting:
             return False
         oldest = min(waiting, key=lambda c: c.since)
-        self._conns.pop(oldest.writer, None)
+        self._conns.discard(oldest)
         self._rejected("too_many_connections")
-        oldest.writer.transport.abort()
+        if oldest.task is not None:
+            oldest.task.cancel()
         return True
 
-    async def _serve(self, reader: asyncio.StreamReader, conn: _Conn) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     conn: _Conn) -> None:
         loop = asyncio.get_running_loop()
         while True:
             conn.waiting, conn.since = True, loop.time()
@@ -171,31 +197,31 @@ class BoundedServer:
                 self._rejected("deadline")
                 return
             except asyncio.LimitOverrunError:
-                await self._send(conn, _plain(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
+                await self._send(writer, _plain(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
                                  head_only=False, close=True)
                 self._rejected("bad_request")
                 return
             conn.waiting = False
             request = _parse(head)
             if isinstance(request, HTTPStatus):
-                await self._send(conn, _plain(request), head_only=False, close=True)
+                await self._send(writer, _plain(request), head_only=False, close=True)
                 self._rejected("bad_request")
                 return
             method, path, accept, keep_alive = request
             answer = await loop.run_in_executor(self._pool, self._respond, path, accept)
-            await self._send(conn, answer, head_only=method == "HEAD", close=not keep_alive)
+            await self._send(writer, answer, head_only=method == "HEAD", close=not keep_alive)
             if not keep_alive:
                 return
 
-    async def _send(self, conn: _Conn, answer: Response, *, head_only: bool,
+    async def _send(self, writer: asyncio.StreamWriter, answer: Response, *, head_only: bool,
                     close: bool) -> None:
         head = (f"HTTP/1.1 {answer.status.value} {answer.status.phrase}\r\n"
                 f"Content-Type: {answer.content_type}\r\n"
                 f"Content-Length: {len(answer.body)}\r\n"
                 + ("Connection: close\r\n" if close else "") + "\r\n").encode("ascii")
-        conn.writer.write(head if head_only else head + answer.body)
+        writer.write(head if head_only else head + answer.body)
         try:
-            await asyncio.wait_for(conn.writer.drain(), WRITE_DEADLINE)
+            await asyncio.wait_for(writer.drain(), WRITE_DEADLINE)
         except TimeoutError:
             self._rejected("deadline")
             raise OSError("client did not read the answer in time") from None
