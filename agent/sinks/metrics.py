@@ -211,7 +211,9 @@ def _add_cert(out: _Builder, cert_file: CertFile, info: CertInfo, *, anchor: boo
                           else cert_file.role.value)
     out.add(CERT_NOT_BEFORE, _ts(info.not_before), labels)
     out.add(CERT_NOT_AFTER, _ts(info.not_after), labels)
-    if not anchor:  # a CA is not rotated by the kubelet: no window to report
+    # A CA is not rotated by the kubelet, and an inverted validity has no window: neither
+    # gets window series (a backwards window would fire the rotation alert).
+    if not anchor and info.not_before <= info.not_after:
         out.add(CERT_WINDOW_START, _ts(info.rotation_window_start), labels)
         out.add(CERT_WINDOW_END, _ts(info.rotation_window_end), labels)
     out.add(CERT_SELF_SIGNED, _bool(cert_file.self_signed), labels)

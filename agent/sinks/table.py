@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -115,12 +115,15 @@ def _cert_row(c: CertFile, cert_dir: str, now: datetime, state: str) -> tuple[st
     leaf = c.leaf
     if leaf is None:
         return (c.role.value, _ellipsize(path), NONE, NONE, NONE, NONE, state)
-    window = NONE
-    if c.role in ROTATING_ROLES:
-        window = (f"{leaf.rotation_window_start:%Y-%m-%d}.."
-                  f"{leaf.rotation_window_end:%Y-%m-%d}")
-    return (c.role.value, _ellipsize(path), f"{leaf.not_after.astimezone(UTC):%Y-%m-%d %H:%M}",
-            residual(leaf.not_after - now), window, issuer_cn(leaf.issuer), state)
+    window, left = NONE, NONE  # an inverted validity has neither (never backwards)
+    if leaf.not_before <= leaf.not_after:
+        left = residual(leaf.not_after - now)
+        if c.role in ROTATING_ROLES:
+            window = (f"{iso(leaf.rotation_window_start)[:10]}.."
+                      f"{iso(leaf.rotation_window_end)[:10]}")
+    expires = iso(leaf.not_after)  # four-digit years, even for 0001-01-01
+    return (c.role.value, _ellipsize(path), f"{expires[:10]} {expires[11:16]}",
+            left, window, issuer_cn(leaf.issuer), state)
 
 
 def _history_row(h: RoleHistory) -> tuple[str, ...]:
