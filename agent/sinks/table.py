@@ -2,7 +2,8 @@
 
 Layout: a context line, one row per certificate file, a HISTORY line per role, an
 API SERVER line when the API was asked, the findings, and last ONE summary line whose
-first word is the Nagios status. Plain text, no colours. Pure: no I/O, no clock.
+first word is the Nagios status. Plain text, no colours, every untrusted name escaped
+(:mod:`agent.sinks.escape`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from agent.model import (
     Severity,
     Snapshot,
 )
+from agent.sinks.escape import printable
 
 HEADERS = ("CERTIFICATE", "PATH", "EXPIRES (UTC)", "RESIDUAL TIME", "ROTATION WINDOW",
            "ISSUER", "STATE")
@@ -52,7 +54,9 @@ def render_table(ev: Evaluation) -> str:
     lines += _columns([(f.severity.name, f.code, f.message + _path_note(f.path, snap.cert_dir))
                        for f in ev.findings])
     lines += ["", summary_line(ev)]
-    return "\n".join(lines) + "\n"
+    # Every cell was escaped by _columns; the other lines carry names too (cert dir,
+    # config path, node, API server): escape them here. Idempotent on escaped text.
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def summary_line(ev: Evaluation) -> str:
@@ -171,6 +175,7 @@ def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
     """Left-aligned columns two spaces apart; the last column is not padded."""
     if not rows:
         return []
+    rows = [[printable(cell) for cell in r] for r in rows]  # untrusted names: see escape
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join([*(cell.ljust(w) for cell, w in zip(r, widths, strict=False)),
                        r[-1]]).rstrip() for r in rows]
