@@ -83,7 +83,7 @@ def _layout_holds(text: str, ev: Evaluation) -> None:
 @given(cn=hostile(64), org=hostile(64), issuer=hostile(64), san=ascii_hostile,
        name=file_names, node=hostile(40))
 def test_no_certificate_field_or_file_name_reaches_the_table_raw(
-        tmp_path: Path, cn: str, org: str, issuer: str, san: str, name: bytes,
+        tmp_path: Path, *, cn: str, org: str, issuer: str, san: str, name: bytes,
         node: str) -> None:
     root = tmp_path / "case"
     shutil.rmtree(root, ignore_errors=True)
