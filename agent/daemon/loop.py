@@ -72,11 +72,17 @@ def run_command(args: argparse.Namespace) -> int:
     configure(settings.daemon.log_format)
     flags_file = Path(args.flags_file) if args.flags_file else None
     daemon = Daemon(settings, flags_file=flags_file, notifier=Notifier())
-    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop_now())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop_now())
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
     signal.set_wakeup_fd(daemon.waker.write_fd, warn_on_full_buffer=False)
     return daemon.serve()
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived during an evaluation: unwind it (not an Exception: no catch-all
+    may swallow it). The first evaluation of 10,000 --watch files takes seconds, longer
+    than systemd's TimeoutStopSec leaves; nothing of a half-done evaluation is kept."""
 
 
 class Daemon:
@@ -107,6 +113,7 @@ class Daemon:
         self._failure: str | None = None  # error of the failing evaluations, if they fail
         self.failures = 0  # evaluations failed in a row for the agent's own reasons
         self.healthy = False
+        self.evaluating = False  # a signal handler reads it: see stop_now
 
     # -- the step -------------------------------------------------------------------
 
@@ -118,13 +125,17 @@ class Daemon:
         """
         started = self._monotonic()
         try:
+            self.evaluating = True
             state = self._evaluate(now, changed, fs_events, started)
         except Exception as exc:  # the agent's failure, never a finding: keep the last state
+            self.evaluating = False
             self._failed(exc, now)
             kept = self.holder.get()
             if kept is not None:
                 self._write_textfile(kept)  # the stale marker and the count reach node_exporter
             return kept
+        finally:
+            self.evaluating = False
         if self._failure is not None:
             emit([event("evaluation_recovered", error=self._failure)])
         self.healthy, self._failure, self.failures = True, None, 0
@@ -256,6 +267,12 @@ class Daemon:
         self._stop_requested = True
         self.waker.wake()
 
+    def stop_now(self) -> None:
+        """The SIGTERM/SIGINT handler: stop, and cut a running evaluation short."""
+        self.request_stop()
+        if self.evaluating:
+            raise Interrupted
+
     def request_reload(self) -> None:
         self._reload_requested = True
         self.waker.wake()
@@ -304,6 +321,8 @@ class Daemon:
                     cert_dir=str(self.settings.sources.cert_dir), **self.services.describe())])
         try:
             self._loop()
+        except Interrupted:
+            emit([event("evaluation_interrupted", reason="stop requested")])
         finally:
             self._notifier.send("STOPPING=1")
             self.services.stop()
