@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import resource
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -24,7 +25,8 @@ from structlog.testing import capture_logs
 from agent import codes
 from agent.daemon import loop as daemon_module
 from agent.daemon.loop import UNHEALTHY_AFTER_FAILURES, Daemon
-from agent.daemon.supervise import ApiThread
+from agent.daemon.services import Services
+from agent.daemon.supervise import ApiThread, Notifier
 from agent.model import Role
 from agent.sinks.metrics import render
 from agent.sinks.textfile import TEXTFILE_NAME
@@ -194,3 +196,44 @@ class TestApiThread:
         assert [name for name, _ in seen] == ["RuntimeError", "RuntimeError"]
         assert seen[1][1] == 2 * seen[0][1]  # the back-off doubles
         assert thread.crashes == 2 and thread.crashed == "RuntimeError"
+
+
+class TestWatchdogInTheLoop:
+    def test_the_real_loop_stops_pinging_when_evaluations_keep_failing(
+            self, node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """sd_notify over a real datagram socket: WATCHDOG=1 while healthy, none after."""
+        path = str(tmp_path / "notify.sock")
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(path)
+        receiver.setblocking(False)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        notifier = Notifier(environ={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "40000"})
+        daemon = Daemon(node.settings(), notifier=notifier)
+        daemon.services = Services(daemon, http=False)
+        runner = threading.Thread(target=daemon.serve, daemon=True)
+        runner.start()
+        try:
+            wait_for(lambda: "WATCHDOG=1" in _drain(receiver), TIMEOUT_S, "a first ping")
+            monkeypatch.setattr(daemon_module, "build_snapshot", _raise(RuntimeError("bug")))
+            os.utime(node.current())  # a real inotify event: the next evaluation fails
+            wait_for(lambda: daemon.failures > UNHEALTHY_AFTER_FAILURES, TIMEOUT_S, "failures")
+            _drain(receiver)  # anything sent before the streak grew this long
+            wait_for(lambda: daemon.failures > UNHEALTHY_AFTER_FAILURES + 3, TIMEOUT_S,
+                     "more failures")
+            assert "WATCHDOG=1" not in _drain(receiver)
+        finally:
+            daemon.request_stop()
+            runner.join(5)
+            receiver.close()
+
+
+TIMEOUT_S = 20.0
+
+
+def _drain(sock: socket.socket) -> list[str]:
+    lines: list[str] = []
+    while True:
+        try:
+            lines.extend(sock.recv(4096).decode().splitlines())
+        except BlockingIOError:
+            return lines
