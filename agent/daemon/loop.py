@@ -54,6 +54,7 @@ FAILED_RETRY_SECONDS = 1.0  # after a failed evaluation whose deadline has passe
 # failed for the agent's own reasons (a bug, EMFILE, ENOMEM), systemd is left to restart us.
 UNHEALTHY_AFTER_FAILURES = 3
 TEXTFILE_RETRY_FIRST, TEXTFILE_RETRY_MAX = 1.0, 60.0  # back-off of a failed textfile write
+TEXTFILE_CHECK_SECONDS = 15.0  # a deleted textfile (or recreated dir) is rewritten this soon
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -371,6 +372,9 @@ class Daemon:
         retry = self.textfile_retry_in
         if retry is not None:
             timeouts.append(max(0.01, retry))
+        elif self.settings.daemon.textfile_dir is not None:
+            # the textfile dir is not watched (our own writes): look for a vanished file
+            timeouts.append(TEXTFILE_CHECK_SECONDS)
         return min(timeouts)
 
     def _coalesce(self) -> None:
