@@ -15,24 +15,28 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from agent.health import Health
+from agent.health import Health, HealthSnapshot
 from agent.model import AgentState, Evaluation
 from agent.sinks.httpserver import BoundedServer, Response, bind
-from agent.sinks.metrics import live_registry, registry_for
+from agent.sinks.metrics import health_registry, process_registry, registry_for
 
 StateGetter = Callable[[], AgentState | None]
 StatusJson = Callable[[Evaluation], Mapping[str, Any]]
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
 _EOF = b"# EOF\n"
+PROCESS_TTL = 1.0
+Encoder = Callable[[CollectorRegistry], bytes]
 _log = structlog.get_logger(__name__)
 
 
@@ -68,7 +72,11 @@ class Endpoints:
         self._get_state = get_state
         self._status_json = status_json or _default_status_json
         self._health = health or Health()
-        self._live = live_registry(self._health.snapshot)
+        self._process = process_registry()
+        # Health is rendered when it changed; process_* (2 ms of /proc reads: the cost of a
+        # scrape under a flood) at most once per PROCESS_TTL seconds. Per content type.
+        self._health_cache: dict[str, tuple[HealthSnapshot, bytes]] = {}
+        self._process_cache: dict[str, tuple[float, bytes]] = {}
         # The exposition of the last state rendered, per content type. A state is immutable,
         # so while the daemon publishes nothing new a scrape costs a dictionary lookup.
         self._cache: tuple[AgentState | None, dict[str, bytes]] = (None, {})
@@ -106,12 +114,26 @@ class Endpoints:
         if body is None:
             # Rendered from the state fetched above, so the body and the cache key agree.
             body = bodies[content_type] = encoder(registry_for(lambda: state))
-        # The agent's health and process_* move between evaluations: rendered every time
-        # (a few lines), after the cached verdict. OpenMetrics allows one "# EOF", last.
-        live = encoder(self._live)
-        if body.endswith(_EOF):
-            body = body[:-len(_EOF)]
-        return Response(HTTPStatus.OK, content_type, body + live)
+        # The agent's health and process_* move between evaluations: appended after the
+        # cached verdict. OpenMetrics allows one "# EOF", last.
+        live = self._live_health(encoder, content_type) + self._live_process(encoder,
+                                                                             content_type)
+        return Response(HTTPStatus.OK, content_type, _strip_eof(body) + live)
+
+    def _live_health(self, encoder: Encoder, content_type: str) -> bytes:
+        health = self._health.snapshot()
+        cached = self._health_cache.get(content_type)
+        if cached is None or cached[0] is not health:
+            cached = self._health_cache[content_type] = (
+                health, _strip_eof(encoder(health_registry(health))))
+        return cached[1]
+
+    def _live_process(self, encoder: Encoder, content_type: str) -> bytes:
+        now = time.monotonic()
+        cached = self._process_cache.get(content_type)
+        if cached is None or now - cached[0] >= PROCESS_TTL:
+            cached = self._process_cache[content_type] = (now, encoder(self._process))
+        return cached[1]
 
     def _healthz(self) -> Response:
         if self._get_state() is None:
@@ -125,6 +147,10 @@ class Endpoints:
                                        "message": "no evaluation published yet"}
             return Response(HTTPStatus.SERVICE_UNAVAILABLE, _JSON, _json(body))
         return Response(HTTPStatus.OK, _JSON, _json(self._status_json(state.evaluation)))
+
+
+def _strip_eof(body: bytes) -> bytes:
+    return body[:-len(_EOF)] if body.endswith(_EOF) else body
 
 
 def _json(body: Mapping[str, Any]) -> bytes:

@@ -382,9 +382,15 @@ def render(state: AgentState | None, health: HealthSnapshot | None = None) -> by
     return generate_latest(registry)
 
 
-def live_registry(get_health: Callable[[], HealthSnapshot]) -> CollectorRegistry:
-    """What /metrics adds to the cached verdict at each scrape: health and process_*."""
+def health_registry(health: HealthSnapshot) -> CollectorRegistry:
+    """A registry of the agent-health families of ``health``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HealthCollector(get_health))
+    registry.register(HealthCollector(lambda: health))
+    return registry
+
+
+def process_registry() -> CollectorRegistry:
+    """prometheus_client's ``process_*`` families (descriptors, memory, CPU) of this process."""
+    registry = CollectorRegistry(auto_describe=False)
     registry.register(ProcessCollector(registry=None))
     return registry
