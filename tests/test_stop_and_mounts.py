@@ -12,35 +12,17 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from agent import pkigen
 from agent.clock import utcnow
 from tests.conftest import require_tool
 from tests.daemonkit import Node, build, wait_for
 from tests.test_daemon_process import TIMEOUT, Agent
 
 WATCHED = 10_000
-
-
-def _many_certificates(directory: Path, count: int) -> None:
-    """``count`` distinct certificates (one key, many serials): every one must be parsed."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = utcnow()
-    directory.mkdir()
-    for n in range(count):
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"watched-{n}")])
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(key.public_key()).serial_number(n + 1)
-                .not_valid_before(now - timedelta(days=1))
-                .not_valid_after(now + timedelta(days=365)).sign(key, hashes.SHA256()))
-        (directory / f"{n:05d}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 @pytest.fixture
@@ -51,7 +33,7 @@ def node(tmp_path: Path) -> Node:
 def test_sigterm_during_a_long_first_evaluation_interrupts_it(node: Node,
                                                               tmp_path: Path) -> None:
     watched = tmp_path / "many"
-    _many_certificates(watched, WATCHED)
+    pkigen.many_certificates(watched, WATCHED, utcnow())
     agent = Agent(node, tmp_path, "--watch", str(watched))
     try:
         wait_for(lambda: agent.event("agent_started"), TIMEOUT, "agent_started")
