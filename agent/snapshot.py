@@ -65,7 +65,7 @@ def _build(sources: SourceSettings, cert_dir: str, now: datetime,
     return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
                     kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
                     history=scan.history, updated_links=scan.updated_links, api=api,
-                    cert_dir_identity=dir_identity(cert_dir))
+                    cert_dir_error=scan.dir_error, cert_dir_identity=dir_identity(cert_dir))
 
 
 def dir_identity(path: str) -> tuple[int, int] | None:

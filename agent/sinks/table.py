@@ -11,19 +11,29 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from agent import codes
-from agent.kubelet import ROTATING_ROLES, SERVING_ROLES, iso, residual, served_role
+from agent.kubelet import (
+    ROTATING_ROLES,
+    SERVING_ROLES,
+    SERVING_SIGNER,
+    iso,
+    residual,
+    served_role,
+)
 from agent.model import (
     ApiState,
     CertFile,
+    CertInfo,
+    CsrTrail,
     Evaluation,
     Finding,
     KubeletConfigInfo,
+    ReadProblem,
     RoleHistory,
     Severity,
     Snapshot,
@@ -33,6 +43,7 @@ from agent.sinks.escape import printable
 HEADERS = ("CERTIFICATE", "PATH", "EXPIRES (UTC)", "RESIDUAL TIME", "ROTATION WINDOW",
            "ISSUER", "STATE")
 MAX_PATH = 72
+SHORT_WINDOW = timedelta(days=3)  # below this the ROTATION WINDOW column shows times
 NONE = "-"
 
 
@@ -49,7 +60,7 @@ def render_table(ev: Evaluation) -> str:
         lines += ["", "HISTORY"]
         lines += _columns([_history_row(h) for h in snap.history])
     if snap.api is not None:
-        lines += ["", _api_line(snap.api)]
+        lines += ["", _api_line(snap.api, ev.csr_trail(SERVING_SIGNER))]
     lines += ["", "FINDINGS" if ev.findings else "FINDINGS: none"]
     lines += _columns([(f.severity.name, f.code, f.message + _path_note(f.path, snap.cert_dir))
                        for f in ev.findings])
@@ -123,11 +134,9 @@ def _cert_row(c: CertFile, cert_dir: str, now: datetime, state: str) -> tuple[st
     if leaf.not_before <= leaf.not_after:
         left = residual(leaf.not_after - now)
         if c.role in ROTATING_ROLES:
-            window = (f"{iso(leaf.rotation_window_start)[:10]}.."
-                      f"{iso(leaf.rotation_window_end)[:10]}")
-    expires = iso(leaf.not_after)  # four-digit years, even for 0001-01-01
-    return (c.role.value, _ellipsize(path), f"{expires[:10]} {expires[11:16]}",
-            left, window, issuer_cn(leaf.issuer), state)
+            window = rotation_window(leaf)
+    return (c.role.value, _ellipsize(path), _minute(leaf.not_after), left, window,
+            issuer_cn(leaf.issuer), state)
 
 
 def _history_row(h: RoleHistory) -> tuple[str, ...]:
@@ -138,7 +147,25 @@ def _history_row(h: RoleHistory) -> tuple[str, ...]:
     return (h.role.value, files, span, last)
 
 
-def _api_line(api: ApiState) -> str:
+def rotation_window(leaf: CertInfo) -> str:
+    """The kubelet's 70-90 % window, in UTC: dates, or times when it is shorter than a
+    few days (a 10-minute certificate's window lies within one date)."""
+    start, end = leaf.rotation_window_start, leaf.rotation_window_end
+    if end - start >= SHORT_WINDOW:
+        return f"{_minute(start)[:10]}..{_minute(end)[:10]}"
+    if _minute(start)[:10] == _minute(end)[:10]:
+        return f"{_minute(start)}..{_minute(end)[11:]}"
+    return f"{_minute(start)}..{_minute(end)}"
+
+
+def _minute(at: datetime) -> str:
+    """``2026-11-23 12:00`` in UTC; four-digit years, even for 0001-01-01 (strftime's %Y
+    gives ``1``)."""
+    text = iso(at)
+    return f"{text[:10]} {text[11:16]}"
+
+
+def _api_line(api: ApiState, serving: CsrTrail | None = None) -> str:
     head = f"API SERVER {api.server}:" if api.server else "API SERVER:"
     if api.error is not None:
         e = api.error
@@ -146,7 +173,8 @@ def _api_line(api: ApiState) -> str:
         return (f"{head} {e.problem.value}{code} ({e.detail}), "
                 f"{e.consecutive_failures} consecutive failure(s); last success "
                 f"{iso(api.last_success) if api.last_success else 'never'}")
-    states = Counter(c.state.value for c in api.csrs)
+    states = Counter("abandoned" if serving is not None and serving.is_abandoned(c)
+                     else c.state.value for c in api.csrs)
     detail = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     who = f" as {api.identity_username}" if api.identity_username else ""
     return (f"{head} ok{who}, {len(api.csrs)} serving CSR(s) for this node"
@@ -154,7 +182,10 @@ def _api_line(api: ApiState) -> str:
 
 
 def _context_line(snap: Snapshot) -> str:
-    return (f"node {snap.node_name}, cert dir {snap.cert_dir}, "
+    error = snap.cert_dir_error
+    absent = "" if error is None else (
+        " (absent)" if error.problem is ReadProblem.NOT_FOUND else f" ({error.problem.value})")
+    return (f"node {snap.node_name}, cert dir {snap.cert_dir}{absent}, "
             f"kubelet config {_config_summary(snap.kubelet_config)}")
 
 
