@@ -197,15 +197,15 @@ class BoundedServer:
                 self._rejected("deadline")
                 return
             except asyncio.LimitOverrunError:
+                self._rejected("bad_request")  # counted first: the client may look at once
                 await self._send(writer, _plain(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
                                  head_only=False, close=True)
-                self._rejected("bad_request")
                 return
             conn.waiting = False
             request = _parse(head)
             if isinstance(request, HTTPStatus):
-                await self._send(writer, _plain(request), head_only=False, close=True)
                 self._rejected("bad_request")
+                await self._send(writer, _plain(request), head_only=False, close=True)
                 return
             method, path, accept, keep_alive = request
             answer = await loop.run_in_executor(self._pool, self._respond, path, accept)
