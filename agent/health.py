@@ -18,7 +18,7 @@ Counts = tuple[tuple[str, int], ...]
 
 # Every component a catch-all counts under, pre-initialised at 0 so rate() works at once.
 COMPONENTS = ("evaluation", "snapshot", "sources", "parse", "textfile", "watch", "http",
-              "api", "metrics")
+              "api")
 REJECT_REASONS = ("too_many_connections", "deadline", "bad_request")
 
 

@@ -15,6 +15,7 @@ import resource
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent import codes
+from agent.config import ApiSettings
 from agent.daemon import loop as daemon_module
 from agent.daemon.loop import UNHEALTHY_AFTER_FAILURES, Daemon
 from agent.daemon.services import Services
@@ -237,3 +239,24 @@ def _drain(sock: socket.socket) -> list[str]:
             lines.extend(sock.recv(4096).decode().splitlines())
         except BlockingIOError:
             return lines
+
+
+class TestApiThreadInTheDaemon:
+    def test_a_dead_api_thread_is_counted_logged_and_restarted(self, node: Node) -> None:
+        """Services wire the crash to internal_errors{api}, api_thread_restarts_total and
+        one api_thread_crashed event with its traceback; the monitor runs again."""
+        monitor = _CrashingMonitor(crashes=1)
+        settings = replace(node.settings(), api=ApiSettings(offline=False))
+        daemon = Daemon(settings)
+        daemon.services = Services(daemon, http=False,
+                                   monitor_factory=lambda *_args: monitor)
+        with capture_logs() as logs:
+            daemon.services.start()
+            try:
+                wait_for(lambda: monitor.runs >= 2, TIMEOUT_S, "the restarted monitor")
+            finally:
+                daemon.services.stop()
+        crashed = [e for e in logs if e["event"] == "api_thread_crashed"]
+        assert len(crashed) == 1 and "a bug in the monitor" in crashed[0]["traceback"]
+        health = daemon.health.snapshot()
+        assert dict(health.internal_errors)["api"] == 1 and health.api_restarts == 1

@@ -224,6 +224,8 @@ class Daemon:
 
             write_textfile(directory, render(state, self.health.snapshot()))
         except Exception as exc:  # counted, logged once per streak, retried, never fatal
+            if not isinstance(exc, OSError):  # a full disk is not a bug; anything else is
+                self.health.internal_error("textfile")
             self.stats = record_textfile_error(self.stats)
             self.holder.set(AgentState(evaluation=state.evaluation, stats=self.stats))
             if not self._textfile_failing:

@@ -136,6 +136,7 @@ class Services:
                 dirs, paths, whole_dirs=list(whole),
                 ignored_dirs=[str(textfile)] if textfile else [])
         except Exception as exc:  # a watch problem must not stop evaluations
+            self._daemon.health.internal_error("watch")
             emit([event("watch_failed", "warning", error=type(exc).__name__)])
             return False
 
@@ -153,6 +154,7 @@ class Services:
             monitor = self._monitor_factory(self.settings.api, self.settings.sources.node_name,
                                             self._daemon.clock, self._daemon.api_updated)
         except Exception as exc:  # e.g. the API part is not installed
+            self._daemon.health.internal_error("api")
             emit([event("api_disabled", "error", error=type(exc).__name__)])
             return
         self.api = ApiThread(monitor, on_crash=self._api_crashed)
@@ -177,6 +179,7 @@ class Services:
         try:
             self.api.monitor.credentials_changed()
         except Exception as exc:
+            self._daemon.health.internal_error("api")
             emit([event("api_credentials_reload_failed", "warning", error=type(exc).__name__)])
 
     # -- reload -----------------------------------------------------------------------
