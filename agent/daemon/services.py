@@ -213,6 +213,21 @@ def _reason(exc: BaseException) -> str:
 
 
 def format_traceback(exc: BaseException) -> str:
-    """The traceback of ``exc`` as text: frames and messages only, never local values."""
-    return "".join(traceback.format_exception(exc)).rstrip()
+    """The traceback of ``exc`` and its causes: frames and exception types only.
 
+    No local values and no exception messages (a library's message may quote the bytes it
+    choked on, and those may be a private key); :class:`~agent.faults.AgentFault` messages
+    are written by us and kept.
+    """
+    chain: list[traceback.TracebackException] = []
+    te: traceback.TracebackException | None = traceback.TracebackException.from_exception(exc)
+    while te is not None and len(chain) < 8:
+        chain.append(te)
+        te = te.__cause__ or te.__context__
+    parts = []
+    for link in reversed(chain):
+        kind = link.exc_type.__name__ if link.exc_type else "Exception"
+        message = f": {link}" if kind == "AgentFault" else ""
+        parts.append("Traceback (most recent call last):\n" + "".join(link.stack.format())
+                     + kind + message)
+    return "\n".join(parts)
