@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import resource
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -264,3 +266,20 @@ class TestApiThreadInTheDaemon:
         assert monitor.message not in trace  # messages may quote input: never logged
         health = daemon.health.snapshot()
         assert dict(health.internal_errors)["api"] == 1 and health.api_restarts == 1
+
+
+class TestSourceUp:
+    def test_each_local_source_is_up_until_it_cannot_be_read(self, node: Node) -> None:
+        daemon = daemon_for(node)
+        daemon.run_once(NOW)
+        assert _source_up(daemon) == {"cert_dir": 1.0, "kubelet_config": 1.0}
+        node.config.write_text("{not yaml: [")
+        shutil.rmtree(node.cert_dir)
+        daemon.run_once(NOW + timedelta(seconds=1))
+        assert _source_up(daemon) == {"cert_dir": 0.0, "kubelet_config": 0.0}
+
+
+def _source_up(daemon: Daemon) -> dict[str, float]:
+    text = render(daemon.published()).decode()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^kubelet_cert_agent_source_up\{source="(\w+)"\} (\S+)$', text, re.M)}

@@ -71,5 +71,9 @@ def test_a_bind_mount_over_the_cert_dir_is_seen_at_once(node: Node, tmp_path: Pa
         wait_for(lambda: f'serial="{serial}"' in agent.metrics(), TIMEOUT,
                  "the mounted directory's certificate")
         assert agent.event("cert_dir_replaced") is not None
+        # the watches were re-armed on the mounted directory: a rotation there is seen
+        again = other.rotate("client", utcnow())
+        wait_for(lambda: f'serial="{again}"' in agent.metrics(), TIMEOUT,
+                 "a rotation inside the mounted directory")
     finally:
         agent.close()
