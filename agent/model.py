@@ -50,6 +50,9 @@ class Role(enum.StrEnum):
     TLS_CERT_FILE = "tls-cert-file"  # tlsCertFile from the kubelet config
     TRUST_ANCHOR = "ca"  # clientCAFile / --ca-file
     WATCHED = "watched"  # --watch PATH (e.g. control-plane PKI)
+    KUBECONFIG = "kubeconfig"  # the client certificate of a --watch kubeconfig
+    KUBEADM = "kubeadm"  # a certificate `kubeadm certs check-expiration` lists
+    KUBEADM_CA = "kubeadm-ca"  # one of kubeadm's CAs (ca, etcd-ca, front-proxy-ca)
 
 
 class LinkProblem(enum.StrEnum):
@@ -178,6 +181,8 @@ class CertFile:
     trusted: bool | None = None  # None: no trust anchor known
     self_signed: bool = False  # in the kubelet's sense (see domain notes)
     stale_since: datetime | None = None  # last good data kept after a read failure
+    name: str | None = None  # kubeadm's name for it (admin.conf, apiserver, etcd-ca, ...)
+    externally_managed: bool | None = None  # kubeadm: its CA's key is absent (None: n/a)
 
 
 @dataclass(frozen=True)
@@ -319,6 +324,7 @@ class Snapshot:
     history: tuple[RoleHistory, ...] = ()
     updated_links: tuple[str, ...] = ()  # transient -updated.pem links (swap in progress)
     api: ApiState | None = None  # None: offline / not asked
+    kubeadm_dir: str | None = None  # the kubeadm dir inventoried (None: not a control plane)
     cert_dir_error: ReadError | None = None  # the cert dir is absent or cannot be listed
     cert_dir_identity: tuple[int, int] | None = None  # (st_dev, st_ino); None: not a dir
 
