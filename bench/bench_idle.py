@@ -168,7 +168,7 @@ def main() -> None:
     report(args, ready=ready, complete=complete, body=body, scrapes=scrapes, cpu=cpu, rss=rss,
            stop=stop)
     p50, p99 = plain[len(plain) // 2], plain[min(len(plain) - 1, len(plain) * 99 // 100)]
-    print(f"  same, text format without gzip: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+    print(f"  same, text format: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
           f"max {plain[-1]:.2f} ms")
 
 
@@ -183,7 +183,7 @@ def report(args: argparse.Namespace, *, ready: float, complete: float, body: byt
           f"{complete * 1000:.0f} ms (goal <= 3000 ms)")
     print(f"  /metrics body: {len(body)} bytes, {certs} certificates, "
           f"{len(body) / max(1, certs):.0f} bytes per certificate (goal <= 400)")
-    print(f"  keep-alive scrape as Prometheus (OpenMetrics, gzip) x{len(scrapes)}: "
+    print(f"  keep-alive scrape, Prometheus' Accept (OpenMetrics) x{len(scrapes)}: "
           f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {scrapes[-1]:.2f} ms "
           "(goal p99 <= 5 ms, no multi-second outlier)")
     print(f"  CPU idle: {cpu * 100:.3f} % of one core (goal <= 0.05 %)")

@@ -16,22 +16,23 @@ published yet).
 
 from __future__ import annotations
 
-import gzip
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Literal
 
 import structlog
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
 from agent import __version__
+from agent.health import COMPONENTS, REJECT_REASONS, HealthSnapshot
 from agent.kubelet import KUBELET_ROLES, ROTATING_ROLES, SERVING_SIGNER
 from agent.model import (
     AgentState,
     AgentStats,
+    ApiProblem,
     ApiState,
     CertFile,
     CertInfo,
@@ -151,14 +152,30 @@ API_LAST_SUCCESS = _f("apiserver_last_success_timestamp_seconds", "gauge",
 API_UP = _f("apiserver_up", "gauge",
             "1 if the agent's last request to the API server succeeded, 0 if it failed.")
 
+# -- the agent's own health (issue 8): never a statement about the operator's files --------
+SOURCE_UP = _f("source_up", "gauge",
+               "1 if the agent could read this input at the last evaluation, 0 if not "
+               "(cert dir, kubelet config, kubeconfig, API server).", "source")
+INTERNAL_ERRORS = _f("internal_errors_total", "counter",
+                     "Failures of the agent itself (a bug, EMFILE, ENOMEM), by component; "
+                     "never a problem with a certificate.", "component")
+VERDICT_STALE = _f("verdict_stale", "gauge",
+                   "1 while evaluations fail for the agent's own reasons and the published "
+                   "verdict is the last good one.")
+HTTP_REJECTED = _f("http_rejected_total", "counter",
+                   "HTTP connections closed without an answer, by reason.", "reason")
+API_RESTARTS = _f("api_thread_restarts_total", "counter",
+                  "Times the API server monitor thread died and was restarted.")
+HEALTH_FAMILIES: tuple[Family, ...] = (INTERNAL_ERRORS, VERDICT_STALE, HTTP_REJECTED,
+                                       API_RESTARTS)
+
 FAMILIES: tuple[Family, ...] = (
     CERT_INFO, CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END,
     CERT_SELF_SIGNED, CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, KUBEADM_INFO, FINDING,
-    STATUS,
-    INVENTORY_COMPLETE, HISTORY_GENERATIONS, HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME,
-    LAST_EVALUATION, EVALUATION_DURATION, EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS,
-    TEXTFILE_ERRORS, CSR_PENDING, CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS,
-    API_UP,
+    STATUS, INVENTORY_COMPLETE, HISTORY_GENERATIONS, HISTORY_BYTES, LAST_ROTATION, BUILD_INFO,
+    START_TIME, LAST_EVALUATION, EVALUATION_DURATION, EVALUATIONS, READ_ERRORS, FS_EVENTS,
+    ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING, CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS,
+    API_LAST_SUCCESS, API_UP, SOURCE_UP, *HEALTH_FAMILIES,
 )
 
 # Counters are pre-initialised at 0 for these labels, so rate() works from the first scrape.
@@ -191,7 +208,9 @@ def _add_cert(out: Samples, ident: dict[str, str], cert_file: CertFile, info: Ce
 def _add_file(out: Samples, ident: dict[str, str], cert_file: CertFile, role: Role) -> None:
     """The per-file facts: what the file's leaf is to the kubelet and whether it is stale."""
     leaf = cert_file.leaf
-    if role in ROTATING_ROLES and leaf is not None:  # only those have a window
+    # Only those have a window; an inverted validity has none (a backwards one would fire
+    # the rotation alert).
+    if role in ROTATING_ROLES and leaf is not None and leaf.not_before <= leaf.not_after:
         out.add_labelled(CERT_WINDOW_START, _ts(leaf.rotation_window_start), ident)
         out.add_labelled(CERT_WINDOW_END, _ts(leaf.rotation_window_end), ident)
     if role in KUBELET_ROLES:  # the self-signed fallback is a kubelet notion
@@ -282,6 +301,46 @@ def _add_api(out: Samples, api: ApiState, serving: CsrTrail | None) -> None:
     out.add(API_UP, _bool(api.error is None))
 
 
+def _add_sources(out: Samples, snapshot: Snapshot) -> None:
+    out.add(SOURCE_UP, _bool(snapshot.cert_dir_error is None), ("cert_dir",))
+    if snapshot.kubelet_config.path is not None:
+        out.add(SOURCE_UP, _bool(snapshot.kubelet_config.error is None), ("kubelet_config",))
+    api = snapshot.api
+    if api is not None:
+        configured = api.error is None or api.error.problem is not ApiProblem.NOT_CONFIGURED
+        out.add(SOURCE_UP, _bool(configured), ("kubeconfig",))
+        out.add(SOURCE_UP, _bool(api.error is None), ("apiserver",))
+
+
+def health_metrics(health: HealthSnapshot) -> list[Metric]:
+    """The agent-health families (moving between evaluations: rendered at each scrape)."""
+    out = Samples()
+    for component, count in health.internal_errors:
+        out.add(INTERNAL_ERRORS, float(count), (component,))
+    for component in COMPONENTS:
+        out.add(INTERNAL_ERRORS, 0.0, (component,))
+    out.add(VERDICT_STALE, _bool(health.stale_since is not None))
+    for reason, count in health.http_rejected:
+        out.add(HTTP_REJECTED, float(count), (reason,))
+    for reason in REJECT_REASONS:
+        out.add(HTTP_REJECTED, 0.0, (reason,))
+    out.add(API_RESTARTS, float(health.api_restarts))
+    return out.metrics()
+
+
+class HealthCollector:
+    """A collector for :func:`health_metrics` of whatever ``get_health()`` returns."""
+
+    def __init__(self, get_health: Callable[[], HealthSnapshot]) -> None:
+        self._get_health = get_health
+
+    def collect(self) -> Iterable[Metric]:
+        return health_metrics(self._get_health())
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
 def build_metrics(state: AgentState | None) -> list[Metric]:
     """Every metric family for ``state``; only build info and status 3 when it is None."""
     return build_samples(state).metrics()
@@ -299,6 +358,7 @@ def build_samples(state: AgentState | None) -> Samples:
     _add_certificates(out, snapshot)
     _add_history(out, snapshot)
     _add_stats(out, state.stats, state.evaluation)
+    _add_sources(out, snapshot)
     if snapshot.api is not None:
         _add_api(out, snapshot.api, state.evaluation.csr_trail(SERVING_SIGNER))
     return out
@@ -366,31 +426,15 @@ class Expositions:
                 bodies[content_type] = found
         return content_type, found
 
-    def gzipped(self, state: AgentState | None, accept: str = "") -> tuple[str, bytes]:
-        """:meth:`body`, gzip-compressed (once per state and content type)."""
-        content_type = choose_encoder(accept)[1]
-        key = "gzip:" + content_type
-        with self._lock:
-            found = self._bodies(state).get(key)
-        if found is None:
-            body = self.body(state, accept)[1]
-            found = gzip.compress(body, compresslevel=1, mtime=0)  # level 1: 4 MB in ~20 ms
-            with self._lock:
-                self._bodies(state)[key] = found
-        return content_type, found
-
     def prerender(self, state: AgentState | None) -> None:
         """Render ``state`` for the usual scrapers now, before anyone asks (one build of
         the samples for both formats; any other answer is rendered on first request)."""
         samples = _samples_of(state)
-        # Prometheus gets OpenMetrics, gzipped: only that compressed copy is kept (a tenth of
-        # the megabytes); the plain text serves the textfile and simple clients.
-        openmetrics = gzip.compress(samples.text(openmetrics=True), compresslevel=1, mtime=0)
-        text = samples.text(openmetrics=False)
+        text, openmetrics = samples.text(openmetrics=False), samples.text(openmetrics=True)
         with self._lock:
             bodies = self._bodies(state)
             bodies[_TEXT_0_0_4] = text
-            bodies["gzip:" + _OPENMETRICS_1] = openmetrics
+            bodies[_OPENMETRICS_1] = openmetrics
 
     def retain(self, state: AgentState | None) -> None:
         """Forget every state but ``state`` (once it is the published one: at 10,000
@@ -426,6 +470,25 @@ def _render(state: AgentState | None, content_type: str,
     return encoder(registry_for(lambda: state))
 
 
-def render(state: AgentState | None) -> bytes:
-    """Text exposition (format 0.0.4) of ``state``, without timestamps, for the textfile."""
-    return EXPOSITIONS.body(state)[1]
+def render(state: AgentState | None, health: HealthSnapshot | None = None) -> bytes:
+    """Text exposition (format 0.0.4) of ``state``, without timestamps, for the textfile.
+
+    With ``health``, the agent-health families too (node_exporter users must see them).
+    Never the ``process_*`` families: node_exporter exports its own under those names.
+    """
+    body = EXPOSITIONS.body(state)[1]  # rendered before the state was published
+    return body if health is None else body + generate_latest(health_registry(health))
+
+
+def health_registry(health: HealthSnapshot) -> CollectorRegistry:
+    """A registry of the agent-health families of ``health``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HealthCollector(lambda: health))
+    return registry
+
+
+def process_registry() -> CollectorRegistry:
+    """prometheus_client's ``process_*`` families (descriptors, memory, CPU) of this process."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProcessCollector(registry=None))
+    return registry
