@@ -21,14 +21,22 @@ import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.checks import judge, next_change
 from agent.clock import Clock, Monotonic, monotonic, utcnow
 from agent.config import Settings, settings_from_args
 from agent.logging import configure, emit
-from agent.model import AgentState, AgentStats, ApiState, Evaluation, Role, Snapshot
+from agent.model import (
+    AgentState,
+    AgentStats,
+    ApiState,
+    Evaluation,
+    ProbeResult,
+    Role,
+    Snapshot,
+)
 from agent.services import Services
 from agent.settle import Settler, changed_paths
 from agent.sinks.events import INPUT_UNREADABLE, diff, event, rotated_roles
@@ -42,6 +50,9 @@ from agent.state import (
     record_textfile_error,
 )
 from agent.supervise import Notifier, Waker, add_run_arguments, settings_from_flags_file
+
+if TYPE_CHECKING:
+    from agent.sources.probe import Prober
 
 QUIET_SECONDS = 0.005  # a burst of fs events is over after this much silence...
 MAX_COALESCE_SECONDS = 0.1  # ...or after this long, whichever comes first
@@ -92,6 +103,7 @@ class Daemon:
         self._api_lock = threading.Lock()
         self._api_state: ApiState | None = None
         self._api_changed = False
+        self._prober: Prober | None = None
         self._stop_requested = False
         self._reload_requested = False
         self._textfile_failing = False
@@ -125,8 +137,9 @@ class Daemon:
                   started: float) -> AgentState:
         with self._api_lock:
             api, self._api_changed = self._api_state, False
-        snapshot = merge_stale(self._snapshot, build_snapshot(self.settings.sources, now, api),
-                               now)
+        probe = self._probe(now)
+        snapshot = merge_stale(self._snapshot,
+                               build_snapshot(self.settings.sources, now, api, probe), now)
         moved = set(changed) | changed_paths(self._snapshot, snapshot)
         self._snapshot = snapshot
         raw = judge(snapshot, now, self.settings.policy)
@@ -145,6 +158,20 @@ class Daemon:
         if Role.CLIENT in roles:
             self.services.credentials_changed()
         return state
+
+    def _probe(self, now: datetime) -> ProbeResult | None:
+        """The serving-port probe, at every evaluation (the loop evaluates at least every
+        MAX_IDLE_SECONDS); one in flight at most; None with --no-probe."""
+        kubelet = self.settings.sources.kubelet
+        if not kubelet.probe:
+            return None
+        prober = self._prober
+        if prober is None or (prober.host, prober.port, prober.timeout) != (
+                kubelet.host, kubelet.port, kubelet.probe_timeout):
+            from agent.sources.probe import Prober
+
+            prober = self._prober = Prober(kubelet.host, kubelet.port, kubelet.probe_timeout)
+        return prober.probe(now)
 
     def _write_textfile(self, state: AgentState) -> None:
         directory = self.settings.daemon.textfile_dir

@@ -93,7 +93,8 @@ def kubelet_kubeconfig(ca_file: Path, client: Path) -> dict[str, Any]:
 def check_command(directory: str, node: str) -> str:
     """The ``check`` command line to run on the demo (paths as the user typed them)."""
     base = directory.rstrip("/") or "/"
-    return shlex.join(["kubelet-cert-agent", "check", "--offline",
+    # --no-probe: the demo's files are not what this machine's kubelet (if any) serves
+    return shlex.join(["kubelet-cert-agent", "check", "--offline", "--no-probe",
                        "--cert-dir", f"{base}/pki", "--kubelet-config", f"{base}/config.yaml",
                        "--node-name", node])
 

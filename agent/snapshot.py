@@ -16,6 +16,7 @@ from agent.model import (
     ApiState,
     CertFile,
     KubeletConfigInfo,
+    ProbeResult,
     ReadError,
     ReadProblem,
     Role,
@@ -24,20 +25,22 @@ from agent.model import (
 from agent.sources.certdir import ROTATING_ROLES, current_name, scan_cert_dir, updated_name
 from agent.sources.certfile import load_anchors, load_cert_file, load_watched
 from agent.sources.kubeletconfig import read_kubelet_config
+from agent.sources.kubeletkubeconfig import read_kubelet_kubeconfig
 
 SELF_SIGNED_FILES = ("kubelet.crt", "kubelet.key")
 
 
 def build_snapshot(sources: SourceSettings, now: datetime,
-                   api: ApiState | None = None) -> Snapshot:
+                   api: ApiState | None = None, probe: ProbeResult | None = None) -> Snapshot:
     """Inventory every local input at ``now``.
 
     ``certs`` order: client, server (always present, possibly MISSING), kubelet.crt
-    (when present), tlsCertFile (when configured), then ``--watch`` files sorted by path.
+    (when present), tlsCertFile (when configured), ``--watch`` files sorted by path, then
+    the chain the serving port presented (role ``served``) when ``probe`` got one.
     """
     cert_dir = os.path.abspath(sources.cert_dir)
     try:
-        return _build(sources, cert_dir, now, api)
+        return with_probe(_build(sources, cert_dir, now, api), probe)
     except Exception as exc:  # belt and braces: each source already turns errors into data
         error = ReadError(ReadProblem.IO_ERROR,
                           f"inventory failed unexpectedly ({type(exc).__name__})")
@@ -45,7 +48,15 @@ def build_snapshot(sources: SourceSettings, now: datetime,
                                read_error=error) for role in ROTATING_ROLES)
         config = KubeletConfigInfo(path=str(sources.kubelet_config or "") or None)
         return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
-                        kubelet_config=config, certs=certs, api=api)
+                        kubelet_config=config, certs=certs, api=api, probe=probe)
+
+
+def with_probe(snapshot: Snapshot, probe: ProbeResult | None) -> Snapshot:
+    """``snapshot`` with the probe's result; its served chain becomes a ``served`` cert."""
+    certs = tuple(c for c in snapshot.certs if c.role is not Role.SERVED)
+    if probe is not None and probe.served is not None:
+        certs += (probe.served,)
+    return replace(snapshot, probe=probe, certs=certs)
 
 
 def _build(sources: SourceSettings, cert_dir: str, now: datetime,
@@ -60,12 +71,16 @@ def _build(sources: SourceSettings, cert_dir: str, now: datetime,
     if config.tls_cert_file:
         certs.append(load_cert_file(Role.TLS_CERT_FILE, config.tls_cert_file, anchors, limit,
                                     key_path=config.tls_private_key_file))
+    kubeconfig, kubeconfig_certs = read_kubelet_kubeconfig(sources.kubelet, cert_dir, anchors,
+                                                           limit)
+    certs.extend(kubeconfig_certs)
     # --watch files are judged for expiry and readability only: verifying each against
     # the anchors would double the cost of a 10,000-file directory for a fact no check uses.
     certs.extend(load_watched(sources.watch_paths, (), limit))
     return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
                     kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
-                    history=scan.history, updated_links=scan.updated_links, api=api)
+                    history=scan.history, updated_links=scan.updated_links, api=api,
+                    kubeconfig=kubeconfig)
 
 
 def _carry(previous: CertFile | None, current: CertFile, now: datetime) -> CertFile:
@@ -113,10 +128,16 @@ def input_paths(snapshot: Snapshot, sources: SourceSettings) -> frozenset[str]:
     paths.update(os.path.join(root, n) for n in SELF_SIGNED_FILES)
     paths.update(snapshot.updated_links)
     for c in snapshot.certs + snapshot.anchors:
+        if c.role is Role.SERVED:  # seen on the network, not a file
+            continue
+        if "#" in c.path:  # embedded in a kubeconfig: that file is an input already
+            continue
         paths.update(p for p in (c.path, c.target, c.key_path, _link_target(c)) if p)
     paths.update(h.previous_path for h in snapshot.history if h.previous_path)
     if snapshot.kubelet_config.path:
         paths.add(snapshot.kubelet_config.path)
+    if snapshot.kubeconfig is not None and snapshot.kubeconfig.path:
+        paths.add(os.path.abspath(snapshot.kubeconfig.path))
     paths.update(os.path.abspath(p) for p in sources.ca_files + sources.watch_paths)
     return frozenset(paths)
 

@@ -221,7 +221,10 @@ class KubeApi:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.ca = pkigen.cluster_ca(self.now)
+        # Valid years before `now`: `check --at` judges the kubeconfig's CA at a fixed instant.
+        self.ca = pkigen.issue("kubernetes", not_before=self.now - timedelta(days=5 * 365),
+                               not_after=self.now + timedelta(days=10 * 365), usage="ca",
+                               key_type="rsa")
         self.ca_file = self.root / "ca.crt"
         self.ca_file.write_bytes(self.ca.cert_pem())
         serving = pkigen.issue("kube-apiserver", issuer=self.ca, usage="server",

@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from agent.checks import apiserver, csr, expiry, files, identity, rotation
+from agent.checks import (
+    apiserver,
+    csr,
+    expiry,
+    files,
+    identity,
+    kubeconfig,
+    rotation,
+    served,
+)
 from agent.model import Evaluation, Finding, Policy, Snapshot
 
 Check = Callable[[Snapshot, datetime, Policy], Iterable[Finding]]
@@ -25,8 +34,11 @@ CHECKS: tuple[Check, ...] = (
     identity.check,
     csr.check,
     apiserver.check,
+    served.check,
+    kubeconfig.check,
 )
-DEADLINES: tuple[Deadlines, ...] = (expiry.deadlines, rotation.deadlines, csr.deadlines)
+DEADLINES: tuple[Deadlines, ...] = (expiry.deadlines, rotation.deadlines, csr.deadlines,
+                                    served.deadlines)
 DEFAULT_POLICY = Policy()  # frozen, so one shared default is safe
 
 

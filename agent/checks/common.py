@@ -15,7 +15,16 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from agent.model import CertFile, CsrInfo, KeyMatch, LinkProblem, ReadProblem, Role, Snapshot
+from agent.model import (
+    CertFile,
+    CsrInfo,
+    KeyMatch,
+    LinkProblem,
+    ProbeOutcome,
+    ReadProblem,
+    Role,
+    Snapshot,
+)
 from agent.sources.certdir import updated_name
 
 ROLE_NAMES: dict[Role, str] = {
@@ -25,8 +34,12 @@ ROLE_NAMES: dict[Role, str] = {
     Role.TLS_CERT_FILE: "kubelet tlsCertFile",
     Role.TRUST_ANCHOR: "trust anchor",
     Role.WATCHED: "watched certificate",
+    Role.SERVED: "certificate served by the kubelet on",
+    Role.KUBECONFIG_CLIENT: "client certificate of the kubelet's kubeconfig",
+    Role.KUBECONFIG_CA: "CA of the kubelet's kubeconfig",
 }
-KUBELET_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
+KUBELET_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE,
+                           Role.KUBECONFIG_CLIENT})
 SERVING_ROLES = frozenset({Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
 
 
@@ -96,7 +109,8 @@ def served_role(snapshot: Snapshot) -> Role:
     serverTLSBootstrap true -> the rotated ``kubelet-server-current.pem``; false (also
     when a config that was read cleanly leaves it out: the kubelet's default) ->
     tlsCertFile if set, else the self-signed ``kubelet.crt``. When the kubelet config is
-    unknown, a present ``kubelet-server-current.pem`` means bootstrap is in use.
+    unknown, a present ``kubelet-server-current.pem``, or a serving port that answers with
+    ``internal_error`` (only a bootstrapping kubelet does), means bootstrap is in use.
     """
     cfg = snapshot.kubelet_config
     if cfg.server_tls_bootstrap is True:
@@ -106,7 +120,25 @@ def served_role(snapshot: Snapshot) -> Role:
         server = snapshot.cert(Role.SERVER)
         if server is not None and not is_missing(server):
             return Role.SERVER
+        probe = snapshot.probe
+        if probe is not None and probe.outcome is ProbeOutcome.INTERNAL_ERROR:
+            return Role.SERVER
     return Role.TLS_CERT_FILE if cfg.tls_cert_file else Role.SELF_SIGNED
+
+
+def served_file(snapshot: Snapshot) -> CertFile | None:
+    """The file the kubelet should serve, when it was read (not stale)."""
+    cf = snapshot.cert(served_role(snapshot))
+    if cf is None or cf.leaf is None or cf.stale_since is not None:
+        return None
+    return cf
+
+
+def served_matches_file(snapshot: Snapshot, served: CertFile) -> bool:
+    """The served leaf is the file's leaf (SHA-256 fingerprint)."""
+    cf = served_file(snapshot)
+    return (cf is not None and cf.leaf is not None and served.leaf is not None
+            and cf.leaf.fingerprint_sha256 == served.leaf.fingerprint_sha256)
 
 
 def judged_certs(snapshot: Snapshot) -> Iterator[CertFile]:

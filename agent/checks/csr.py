@@ -13,12 +13,19 @@ trail of Pending CSRs and only the NEWEST is still wanted. Hence:
   least ``issue_timeout`` (since its condition, else since creation); same severity rule
   as PENDING: the node is stuck exactly as if nobody approved.
 
+The same "newest one counts" logic judges this node's client-certificate renewals
+(``kubernetes.io/kube-apiserver-client-kubelet``, ``api.client_csrs``):
+CLIENT_CSR_PENDING, CLIENT_CSR_DENIED, CLIENT_CSR_NOT_ISSUED (also for a Failed one),
+critical when the client certificate on disk is no longer valid. ``Signer`` holds what
+differs between the two; everything else is one function over CSRs + signer.
+
 With ``api.error`` set the last known CSRs are still judged (stale but visible).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
@@ -34,10 +41,43 @@ from agent.checks.common import (
     newest_csr,
     node_identity,
 )
-from agent.model import CsrInfo, CsrState, Finding, Policy, Severity, Snapshot
+from agent.model import CsrInfo, CsrState, Finding, Policy, Role, Severity, Snapshot
 
 SIGNER = "kubernetes.io/kubelet-serving"
+CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 MAX_LISTED = 5  # keep the one-line message readable on nodes with a long trail
+
+
+@dataclass(frozen=True)
+class Signer:
+    """What differs between serving and client CSRs: codes, words, the certificate at stake."""
+
+    name: str  # spec.signerName
+    kind: str  # "serving" / "client-certificate renewal"
+    pending: str
+    denied: str
+    failed: str
+    not_issued: str
+    approval_hint: str  # why it may be stuck, before "approve it with ..."
+    valid_on_disk: Callable[[Snapshot, datetime], bool]
+
+
+def _valid_client(snapshot: Snapshot, now: datetime) -> bool:
+    cf = snapshot.cert(Role.CLIENT)
+    return cf is not None and cf.leaf is not None and (
+        cf.leaf.not_before <= now < cf.leaf.not_after)
+
+
+SERVING = Signer(
+    SIGNER, "serving", codes.SERVING_CSR_PENDING, codes.SERVING_CSR_DENIED,
+    codes.SERVING_CSR_FAILED, codes.SERVING_CSR_NOT_ISSUED, "",
+    has_valid_serving_cert)
+CLIENT = Signer(
+    CLIENT_SIGNER, "client-certificate renewal", codes.CLIENT_CSR_PENDING,
+    codes.CLIENT_CSR_DENIED, codes.CLIENT_CSR_NOT_ISSUED, codes.CLIENT_CSR_NOT_ISSUED,
+    "kube-controller-manager auto-approves it only if its csrapproving controller runs and "
+    "group system:nodes may create certificatesigningrequests/selfnodeclient (see "
+    "CLIENT_RENEWAL_NOT_AUTHORIZED); ", _valid_client)
 
 
 def _subject_is(subject: str, node: str) -> bool:
@@ -74,12 +114,12 @@ def _sans(csr: CsrInfo) -> str:
     return ", ".join(names) or "no names"
 
 
-def _severity(snapshot: Snapshot, now: datetime) -> Severity:
-    return Severity.WARNING if has_valid_serving_cert(snapshot, now) else Severity.CRITICAL
+def _severity(snapshot: Snapshot, now: datetime, signer: Signer) -> Severity:
+    return Severity.WARNING if signer.valid_on_disk(snapshot, now) else Severity.CRITICAL
 
 
 def _pending(snapshot: Snapshot, csrs: tuple[CsrInfo, ...], newest: CsrInfo, now: datetime,
-             policy: Policy) -> Iterator[Finding]:
+             *, policy: Policy, signer: Signer) -> Iterator[Finding]:
     pending = sorted((c for c in csrs if c.state is CsrState.PENDING),
                      key=lambda c: (c.created, c.name))
     if not any(now - c.created >= policy.csr_stale_after for c in pending):
@@ -91,12 +131,14 @@ def _pending(snapshot: Snapshot, csrs: tuple[CsrInfo, ...], newest: CsrInfo, now
     abandoned = (f"; {len(older)} older pending CSR(s) ({listed}) were abandoned by the "
                  "kubelet: approving them does nothing" if older else "")
     warning = ("; but it looks SUSPICIOUS (see SERVING_CSR_SUSPICIOUS): do not approve it "
-               "blindly" if suspicions(newest, snapshot.node_name) else "")
+               "blindly" if signer is SERVING and suspicions(newest, snapshot.node_name)
+               else "")
+    requests = f"; it requests {_sans(newest)}" if signer is SERVING else ""
     yield Finding(
-        codes.SERVING_CSR_PENDING, _severity(snapshot, now),
-        f"serving CSR {newest.name} has been Pending since {iso(newest.created)} "
-        f"(the node has waited {duration(now - pending[0].created)}); it requests "
-        f"{_sans(newest)}: approve it with `kubectl certificate approve {newest.name}`"
+        signer.pending, _severity(snapshot, now, signer),
+        f"{signer.kind} CSR {newest.name} has been Pending since {iso(newest.created)} "
+        f"(the node has waited {duration(now - pending[0].created)}){requests}: "
+        f"{signer.approval_hint}approve it with `kubectl certificate approve {newest.name}`"
         f"{warning}{abandoned}", None)
 
 
@@ -112,52 +154,61 @@ def _suspicious(csrs: tuple[CsrInfo, ...], node: str) -> Iterator[Finding]:
                 f"kubelet's (`kubectl certificate deny {csr.name}`)", csr_path(csr))
 
 
-def _newest_state(snapshot: Snapshot, newest: CsrInfo, now: datetime, policy: Policy
-                  ) -> Iterator[Finding]:
+def _newest_state(snapshot: Snapshot, newest: CsrInfo, now: datetime, policy: Policy,
+                  signer: Signer) -> Iterator[Finding]:
     reason = newest.reason or "no reason given"
     if newest.state is CsrState.DENIED:
         yield Finding(
-            codes.SERVING_CSR_DENIED, Severity.WARNING,
-            f"the newest serving CSR {newest.name} was denied ({reason}): the kubelet retries "
-            "with a new CSR; fix the approver's policy and approve the next one "
+            signer.denied, Severity.WARNING,
+            f"the newest {signer.kind} CSR {newest.name} was denied ({reason}): the kubelet "
+            "retries with a new CSR; fix the approver's policy and approve the next one "
             "(`kubectl get csr`)", csr_path(newest))
     elif newest.state is CsrState.FAILED:
         yield Finding(
-            codes.SERVING_CSR_FAILED, Severity.WARNING,
-            f"the signer failed the newest serving CSR {newest.name} ({reason}): check "
-            f"kube-controller-manager's logs, or your custom signer for {SIGNER}; the kubelet "
-            "retries with a new CSR", csr_path(newest))
+            signer.failed, Severity.WARNING,
+            f"the signer failed the newest {signer.kind} CSR {newest.name} ({reason}): check "
+            f"kube-controller-manager's logs, or your custom signer for {signer.name}; the "
+            "kubelet retries with a new CSR", csr_path(newest))
     elif newest.state is CsrState.APPROVED:
         since = newest.state_since or newest.created
         if now - since >= policy.issue_timeout:
             yield Finding(
-                codes.SERVING_CSR_NOT_ISSUED, _severity(snapshot, now),
-                f"serving CSR {newest.name} was approved at {iso(since)} "
+                signer.not_issued, _severity(snapshot, now, signer),
+                f"{signer.kind} CSR {newest.name} was approved at {iso(since)} "
                 f"({duration(now - since)} ago) but no certificate was issued: no signer runs "
-                f"for {SIGNER}; kube-controller-manager needs --cluster-signing-cert-file and "
-                "--cluster-signing-key-file, or the custom signer is down", csr_path(newest))
+                f"for {signer.name}; kube-controller-manager needs --cluster-signing-cert-file "
+                "and --cluster-signing-key-file, or the custom signer is down",
+                csr_path(newest))
+
+
+def judge_csrs(snapshot: Snapshot, csrs: tuple[CsrInfo, ...], signer: Signer,
+               now: datetime, policy: Policy) -> Iterator[Finding]:
+    """The newest of this node's CSRs for ``signer`` counts (pure: CSRs + signer)."""
+    csrs = tuple(c for c in csrs if c.signer == signer.name)
+    if signer is SERVING:
+        yield from _suspicious(csrs, snapshot.node_name)
+    newest = newest_csr(csrs)
+    if newest is None:
+        return
+    if newest.state is CsrState.PENDING:
+        yield from _pending(snapshot, csrs, newest, now, policy=policy, signer=signer)
+    else:
+        yield from _newest_state(snapshot, newest, now, policy, signer)
 
 
 def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
     """CSR findings from the last known API data (nothing when offline)."""
     if snapshot.api is None:
         return
-    csrs = snapshot.api.csrs
-    yield from _suspicious(csrs, snapshot.node_name)
-    newest = newest_csr(csrs)
-    if newest is None:
-        return
-    if newest.state is CsrState.PENDING:
-        yield from _pending(snapshot, csrs, newest, now, policy)
-    else:
-        yield from _newest_state(snapshot, newest, now, policy)
+    yield from judge_csrs(snapshot, snapshot.api.csrs, SERVING, now, policy)
+    yield from judge_csrs(snapshot, snapshot.api.client_csrs, CLIENT, now, policy)
 
 
 def deadlines(snapshot: Snapshot, policy: Policy) -> Iterator[datetime]:
     """When a Pending CSR becomes stale and an Approved one times out."""
     if snapshot.api is None:
         return
-    for csr in snapshot.api.csrs:
+    for csr in snapshot.api.csrs + snapshot.api.client_csrs:
         if csr.state is CsrState.PENDING:
             yield csr.created + policy.csr_stale_after
         elif csr.state is CsrState.APPROVED:

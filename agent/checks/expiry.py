@@ -21,6 +21,7 @@ from agent.checks.common import (
     iso,
     judged_certs,
     rotation_managed,
+    served_matches_file,
 )
 from agent.model import CertFile, CertInfo, Finding, Policy, Role, Severity, Snapshot
 
@@ -43,6 +44,12 @@ STATIC_HINTS = {
                          "the kubelet"),
     Role.TRUST_ANCHOR: "rotate the CA: every certificate it signs stops verifying when it expires",
     Role.WATCHED: "renew it (kubeadm control plane: `kubeadm certs renew all`)",
+    Role.SERVED: ("it is what `kubectl logs/exec` and metrics-server see: restart the kubelet "
+                  "so it serves the renewed file, or renew the file first"),
+    Role.KUBECONFIG_CLIENT: ("the kubelet uses it at its next start: point client-certificate "
+                             "and client-key in the kubeconfig at kubelet-client-current.pem"),
+    Role.KUBECONFIG_CA: ("renew the cluster CA and update certificate-authority(-data) in "
+                         "the kubeconfig"),
 }
 
 
@@ -98,6 +105,8 @@ def _judge(snapshot: Snapshot, cf: CertFile, leaf: CertInfo, now: datetime,
 def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
     """One finding at most per live certificate: expired, not yet valid or expiring."""
     for cf in judged_certs(snapshot):
+        if cf.role is Role.SERVED and served_matches_file(snapshot, cf):
+            continue  # the file's finding says it all
         if cf.leaf is not None:
             finding = _judge(snapshot, cf, cf.leaf, now, policy)
             if finding is not None:

@@ -26,6 +26,7 @@ from agent.checks.common import (
     judged_certs,
     kubelet_owned,
     newest_csr,
+    served_role,
     swap_in_progress,
 )
 from agent.model import (
@@ -35,6 +36,7 @@ from agent.model import (
     KeyMatch,
     LinkProblem,
     Policy,
+    ProbeOutcome,
     ReadError,
     ReadProblem,
     Role,
@@ -71,19 +73,28 @@ def _missing(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
     elif (cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is True
           and swap_in_progress(snapshot, Role.SERVER)):
         yield _interrupted_swap(cf, codes.SERVER_CERT_MISSING)
-    elif cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is True:
+    elif cf.role is Role.SERVER and served_role(snapshot) is Role.SERVER:
+        evidence = ("; the serving port answers with internal_error"
+                    if _internal_error(snapshot) else "")
         pending = [c for c in snapshot.api.csrs if c.state is CsrState.PENDING] \
             if snapshot.api is not None else []
         newest = newest_csr(tuple(pending))
         name = newest.name if newest is not None else "<name>"
         yield Finding(
             codes.SERVER_CERT_MISSING, Severity.CRITICAL,
-            f"serverTLSBootstrap is true but there is no serving certificate at {cf.path}: "
+            f"serverTLSBootstrap is on but there is no serving certificate at {cf.path}"
+            f"{evidence}: "
             "`kubectl logs/exec` to this node fail with \"remote error: tls: internal error\"; "
             "approve the node's pending kubelet-serving CSR (`kubectl get csr`, "
             f"`kubectl certificate approve {name}`)", cf.path)
-    elif cf.role in (Role.TLS_CERT_FILE, Role.WATCHED, Role.TRUST_ANCHOR):
+    elif cf.role in (Role.TLS_CERT_FILE, Role.WATCHED, Role.TRUST_ANCHOR,
+                     Role.KUBECONFIG_CLIENT, Role.KUBECONFIG_CA):
         yield _unreadable(snapshot, cf, cf.path, cf.read_error)
+
+
+def _internal_error(snapshot: Snapshot) -> bool:
+    probe = snapshot.probe
+    return probe is not None and probe.outcome is ProbeOutcome.INTERNAL_ERROR
 
 
 def _stale_note(cf: CertFile) -> str:
@@ -127,6 +138,9 @@ ROLE_REMEDIES = {
     Role.TLS_CERT_FILE: "restore tlsCertFile from your PKI and restart the kubelet",
     Role.TRUST_ANCHOR: "fix the CA bundle (clientCAFile / --ca-file)",
     Role.WATCHED: "fix it or remove it from --watch",
+    Role.KUBECONFIG_CLIENT: ("the kubelet cannot start with it: point client-certificate and "
+                             "client-key in its kubeconfig at kubelet-client-current.pem"),
+    Role.KUBECONFIG_CA: "fix certificate-authority in the kubelet's kubeconfig",
 }
 
 

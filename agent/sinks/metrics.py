@@ -140,12 +140,17 @@ API_LAST_SUCCESS = _f("apiserver_last_success_timestamp_seconds", "gauge",
 API_UP = _f("apiserver_up", "gauge",
             "1 if the agent's last request to the API server succeeded, 0 if it failed.")
 
+# -- the kubelet's serving port (absent with --no-probe) ------------------------------------
+SERVING_UP = _f("kubelet_serving_up", "gauge",
+                "1 if the kubelet's serving port completed (or refused with a TLS alert) a "
+                "handshake at the last probe, 0 if refused, timed out or not TLS.")
+
 FAMILIES: tuple[Family, ...] = (
     CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END, CERT_SELF_SIGNED,
     CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS, HISTORY_GENERATIONS,
     HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
     EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
-    CSR_OLDEST_PENDING, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
+    CSR_OLDEST_PENDING, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP, SERVING_UP,
 )
 
 # Counters are pre-initialised at 0 for these labels, so rate() works from the first scrape.
@@ -275,6 +280,8 @@ def build_metrics(state: AgentState | None) -> list[Metric]:
     _add_stats(out, state.stats, state.evaluation)
     if snapshot.api is not None:
         _add_api(out, snapshot.api)
+    if snapshot.probe is not None:
+        out.add(SERVING_UP, _bool(snapshot.probe.up))
     return out.metrics()
 
 

@@ -14,6 +14,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 import requests
 import structlog
@@ -25,6 +26,7 @@ from agent.model import ApiError, ApiProblem, ApiState, CsrInfo
 from agent.sources.apiclient import PAGE_SIZE, ApiClient, ApiFailure
 from agent.sources.apiparse import (
     OK,
+    SERVING_SIGNER,
     Failure,
     WatchEvent,
     classify_status,
@@ -33,6 +35,7 @@ from agent.sources.apiparse import (
 )
 from agent.sources.apischedule import Action, Scheduler, Step
 from agent.sources.kubeconfig import Credentials, load_credentials
+from agent.sources.lifeline import CLIENT_SIGNER, Lifeline
 
 log = structlog.get_logger("kubelet_cert_agent.apiserver")
 SessionFactory = Callable[[], requests.Session]
@@ -51,6 +54,7 @@ class _Tracker:
         self.error = None if previous is None else previous.error
         self.identity: tuple[str | None, tuple[str, ...]] = (None, ())
         self.counts: Counter[str] = Counter()
+        self.lifeline: Lifeline | None = None
         if previous is not None:
             self.server = server or previous.server
             self.csrs = {c.name: c for c in previous.csrs}
@@ -84,10 +88,18 @@ class _Tracker:
 
     def state(self) -> ApiState:
         csrs = tuple(sorted(self.csrs.values(), key=lambda c: (c.created, c.name)))
-        return ApiState(server=self.server, last_success=self.last_success, csrs=csrs,
-                        error=self.error, identity_username=self.identity[0],
-                        identity_groups=self.identity[1],
-                        requests_by_outcome=tuple(sorted(self.counts.items())))
+        state = ApiState(server=self.server, last_success=self.last_success, csrs=csrs,
+                         error=self.error, identity_username=self.identity[0],
+                         identity_groups=self.identity[1],
+                         requests_by_outcome=tuple(sorted(self.counts.items())))
+        life = self.lifeline
+        if life is None:
+            return state
+        return replace(state, client_csrs=tuple(sorted(life.client_csrs,
+                                                       key=lambda c: (c.created, c.name))),
+                       client_csrs_known=life.client_csrs_known,
+                       renewal_review=life.renewal_review, bootstrap=life.bootstrap,
+                       node=life.node)
 
 
 def _review(client: ApiClient, tracker: _Tracker) -> bool:
@@ -109,8 +121,10 @@ def _bad_list(detail: str) -> Failure:
     return Failure("bad-response", ApiProblem.BAD_RESPONSE, f"CSR list: {detail}")
 
 
-def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None]:
-    """Every page of the list; restarts from scratch (twice at most) on 410.
+def _pages(client: ApiClient, tracker: _Tracker, signer: str = SERVING_SIGNER
+           ) -> tuple[list[CsrInfo], str, Failure | None]:
+    """Every page of the list of ``signer``'s CSRs; restarts from scratch (twice at most)
+    on 410.
 
     A server that lies cannot keep us asking: a continue token seen before, more than
     MAX_PAGES pages, or a complete list without a resourceVersion (nothing to watch
@@ -122,28 +136,49 @@ def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None
     restarts = 0
     while True:
         try:
-            page = client.list_page(token)
+            page = client.list_page(token, signer)
         except ApiFailure as exc:
             tracker.count(exc.failure.outcome)
             if exc.failure.gone and token is not None and restarts < 2:
                 items, token, seen, restarts = [], None, set(), restarts + 1
                 continue
-            return "", exc.failure
+            return [], "", exc.failure
         tracker.count(OK)
         items.extend(page.items)
         if not page.continue_token:
             if not page.resource_version:
-                return "", _bad_list("no metadata.resourceVersion in the answer")
-            tracker.replace(items)
-            tracker.succeeded()
-            return page.resource_version, None
+                return [], "", _bad_list("no metadata.resourceVersion in the answer")
+            return items, page.resource_version, None
         token = page.continue_token
         if token in seen:
-            return "", _bad_list("the API server repeated a continue token")
+            return [], "", _bad_list("the API server repeated a continue token")
         if len(seen) + 1 >= MAX_PAGES:
-            return "", _bad_list(f"more than {MAX_PAGES} pages of {PAGE_SIZE}: "
-                                 "the pagination does not end")
+            return [], "", _bad_list(f"more than {MAX_PAGES} pages of {PAGE_SIZE}: "
+                                     "the pagination does not end")
         seen.add(token)
+
+
+def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None]:
+    """This node's serving CSRs, all pages: (resourceVersion to watch from, failure)."""
+    items, rv, failure = _pages(client, tracker)
+    if failure is None:
+        tracker.replace(items)
+        tracker.succeeded()
+    return rv, failure
+
+
+def _chores(client: ApiClient, tracker: _Tracker, now: float) -> None:
+    """The lifeline's due chores, right after a serving request succeeded."""
+    lifeline = tracker.lifeline
+    if lifeline is None:
+        return
+    user = f"system:node:{tracker.node_name}"
+
+    def list_client() -> tuple[list[CsrInfo], Failure | None]:
+        items, _, failure = _pages(client, tracker, CLIENT_SIGNER)
+        return [c for c in items if c.username == user and c.signer == CLIENT_SIGNER], failure
+
+    lifeline.run(client, now, tracker.count, list_client)
 
 
 def _internal(exc: Exception) -> Failure:
@@ -154,9 +189,12 @@ def _internal(exc: Exception) -> Failure:
 def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
                previous: ApiState | None = None, *,
                session_factory: SessionFactory = requests.Session,
-               load: CredentialLoader = load_credentials) -> ApiState:
-    """Who-am-I plus one complete list of this node's serving CSRs. Never raises."""
+               load: CredentialLoader = load_credentials,
+               lifeline: Lifeline | None = None) -> ApiState:
+    """Who-am-I plus one complete list of this node's serving CSRs, then every chore of
+    ``lifeline`` (when given). Never raises."""
     tracker = _Tracker(api.server or "", node_name, clock, previous)
+    tracker.lifeline = lifeline
     try:
         creds = load(api)
         if isinstance(creds, ApiError):
@@ -167,6 +205,8 @@ def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
         try:
             _review(client, tracker)
             _, failure = _list_all(client, tracker)
+            if failure is None:
+                _chores(client, tracker, clock_mod.monotonic())
         finally:
             client.close()
         if failure is not None:
@@ -192,11 +232,13 @@ class CsrMonitor:
                  monotonic: Monotonic = clock_mod.monotonic,
                  rng: random.Random | None = None,
                  load: CredentialLoader = load_credentials,
-                 previous: ApiState | None = None) -> None:
+                 previous: ApiState | None = None,
+                 lifeline: Lifeline | None = None) -> None:
         self.api, self.node_name, self.on_update = api, node_name, on_update
         self._session_factory, self._sleep, self._monotonic = session_factory, sleep, monotonic
         self._load = load
         self._tracker = _Tracker(api.server or "", node_name, clock, previous)
+        self._tracker.lifeline = lifeline
         self._scheduler = Scheduler(api.csr_interval, rng)
         self._plan: Step = self._scheduler.start()
         self._client: ApiClient | None = None
@@ -287,8 +329,13 @@ class CsrMonitor:
         if self._need_review:
             self._need_review = not _review(client, self._tracker)
         if self._plan.action is Action.WATCH and self._rv:
-            return self._watch(client, self._plan.watch_timeout)
-        return self._list(client)
+            step = self._watch(client, self._plan.watch_timeout)
+        else:
+            step = self._list(client)
+        if (self._tracker.lifeline is not None and self._tracker.error is None
+                and not client.aborted):
+            _chores(client, self._tracker, self._monotonic())
+        return step
 
     def _list(self, client: ApiClient) -> Step:
         rv, failure = _list_all(client, self._tracker)
