@@ -21,7 +21,7 @@ from agent.config import (
     Settings,
     SourceSettings,
 )
-from agent.daemon import Daemon
+from agent.daemon.loop import Daemon
 from agent.model import Policy
 from tests import nodetree
 

@@ -19,16 +19,13 @@ from datetime import datetime
 
 from agent import codes
 from agent.checks.common import (
-    ROLE_NAMES,
     history_file,
-    is_missing,
-    iso,
     judged_certs,
     kubelet_owned,
     newest_csr,
-    served_role,
     swap_in_progress,
 )
+from agent.kubelet import ROLE_NAMES, is_missing, iso, served_role, updated_name
 from agent.model import (
     CertFile,
     CsrState,
@@ -43,7 +40,6 @@ from agent.model import (
     Severity,
     Snapshot,
 )
-from agent.sources.certdir import updated_name
 
 LINK_PROBLEMS = {
     LinkProblem.DANGLING: "points at a file that does not exist",

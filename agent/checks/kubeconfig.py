@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from agent import codes
-from agent.checks.common import iso
 from agent.checks.expiry import thresholds
+from agent.kubelet import current_name, iso
 from agent.model import (
     Finding,
     KubeconfigCertSource,
@@ -28,7 +28,6 @@ from agent.model import (
     Severity,
     Snapshot,
 )
-from agent.sources.certdir import current_name
 
 
 def _not_rotating(snapshot: Snapshot, info: KubeconfigInfo, now: datetime,

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from agent import codes
-from agent.checks.common import ROLE_NAMES, iso, served_file, served_matches_file
+from agent.checks.common import served_file, served_matches_file
 from agent.checks.expiry import thresholds
+from agent.kubelet import ROLE_NAMES, iso
 from agent.model import CertInfo, Finding, Policy, ProbeOutcome, Severity, Snapshot
 
 DOWN = frozenset({ProbeOutcome.REFUSED, ProbeOutcome.TIMEOUT, ProbeOutcome.NOT_TLS})

@@ -22,6 +22,7 @@ from typing import Any
 from cryptography import x509
 
 from agent.config import DEFAULT_KUBECONFIGS, KubeletSettings
+from agent.kubelet import current_name
 from agent.model import (
     CertFile,
     KeyMatch,
@@ -31,7 +32,6 @@ from agent.model import (
     ReadProblem,
     Role,
 )
-from agent.sources.certdir import current_name
 from agent.sources.certfile import load_anchors, load_cert_file
 from agent.sources.files import read_file
 from agent.sources.kubeconfig import KubeconfigError, b64_field, current_entries, load_yaml
