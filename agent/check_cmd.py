@@ -164,7 +164,11 @@ def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow,
 
         # The API is asked about the real present (CSRs are live state); only the
         # certificates are judged at --at.
-        api = fetch_once(settings.api, settings.sources.node_name, clock)
+        from agent.sources.lifeline import Lifeline
+
+        lifeline = Lifeline(settings.api, settings.sources.node_name, clock,
+                            settings.sources.kubelet.bootstrap_kubeconfig)
+        api = fetch_once(settings.api, settings.sources.node_name, clock, lifeline=lifeline)
     # The probe, like the API, looks at the real present (what is served now).
     probe = probe_kubelet(settings.sources, clock())
     snapshot = build_past_swap_gap(settings.sources, now, api, sleep, probe)

@@ -152,6 +152,14 @@ def rotation_managed(role: Role, rotate_certificates: bool | None,
     return False
 
 
+# --- client renewal approval (kube-controller-manager's csrapproving) -----------------------
+
+# What kubeadm binds so that nodes' client renewals are auto-approved (domain notes).
+CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+RENEWAL_BINDING = "kubeadm:node-autoapprove-certificate-rotation"
+RENEWAL_ROLE = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
+
+
 # --- identity and SANs ---------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agent.kubelet import CLIENT_SIGNER, RENEWAL_BINDING, RENEWAL_ROLE
 from agent.model import ApiProblem, CsrState
 from agent.sources.apiparse import (
     ShapeError,
@@ -19,13 +20,7 @@ from agent.sources.apiparse import (
     parse_list,
     parse_watch_line,
 )
-from agent.sources.lifeline import (
-    CLIENT_SIGNER,
-    RENEWAL_BINDING,
-    RENEWAL_ROLE,
-    parse_access_review,
-    parse_node_addresses,
-)
+from agent.sources.lifeline import parse_access_review, parse_node_addresses
 from tests.kubeapi import FIXTURES, fixture_files, recorded
 
 # Every state each CSR of the recording goes through (README: names and sequence).

@@ -19,6 +19,7 @@ from agent.checks import (
     files,
     identity,
     kubeconfig,
+    lifeline,
     rotation,
     served,
 )
@@ -36,6 +37,7 @@ CHECKS: tuple[Check, ...] = (
     apiserver.check,
     served.check,
     kubeconfig.check,
+    lifeline.check,
 )
 DEADLINES: tuple[Deadlines, ...] = (expiry.deadlines, rotation.deadlines, csr.deadlines,
                                     served.deadlines)

@@ -110,3 +110,11 @@ def history_file(snapshot: Snapshot, role: Role) -> str | None:
         if h.role is role and h.newest:
             return os.path.join(snapshot.cert_dir, generation_name(role, h.newest))
     return None
+
+
+def client_expiry(snapshot: Snapshot, subject: str = "it") -> str:
+    """`` (<subject> expires <instant>)`` for the client certificate, or "" if unknown."""
+    client = snapshot.cert(Role.CLIENT)
+    if client is None or client.leaf is None:
+        return ""
+    return f" ({subject} expires {kubelet.iso(client.leaf.not_after)})"

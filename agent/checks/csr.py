@@ -33,11 +33,10 @@ from cryptography.x509.oid import NameOID
 
 from agent import codes
 from agent.checks.common import csr_path, has_valid_serving_cert, newest_csr
-from agent.kubelet import Sans, duration, iso, names_node, node_user
+from agent.kubelet import CLIENT_SIGNER, Sans, duration, iso, names_node, node_user
 from agent.model import CsrInfo, CsrState, Finding, Policy, Role, Severity, Snapshot
 
 SIGNER = "kubernetes.io/kubelet-serving"
-CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 MAX_LISTED = 5  # keep the one-line message readable on nodes with a long trail
 
 

@@ -22,6 +22,7 @@ import structlog
 from agent import clock as clock_mod
 from agent.clock import Clock, Monotonic
 from agent.config import ApiSettings
+from agent.kubelet import CLIENT_SIGNER
 from agent.model import ApiError, ApiProblem, ApiState, CsrInfo
 from agent.sources.apiclient import PAGE_SIZE, ApiClient, ApiFailure
 from agent.sources.apiparse import (
@@ -35,7 +36,7 @@ from agent.sources.apiparse import (
 )
 from agent.sources.apischedule import Action, Scheduler, Step
 from agent.sources.kubeconfig import Credentials, load_credentials
-from agent.sources.lifeline import CLIENT_SIGNER, Lifeline
+from agent.sources.lifeline import Lifeline
 
 log = structlog.get_logger("kubelet_cert_agent.apiserver")
 SessionFactory = Callable[[], requests.Session]

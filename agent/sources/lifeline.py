@@ -41,10 +41,6 @@ from agent.sources.apiclient import ApiClient, ApiFailure
 from agent.sources.apiparse import OK, Failure
 from agent.sources.kubeconfig import Credentials, load_credentials
 
-CLIENT_SIGNER: Final = "kubernetes.io/kube-apiserver-client-kubelet"
-# What kubeadm binds so that nodes' client renewals are auto-approved (domain notes).
-RENEWAL_BINDING: Final = "kubeadm:node-autoapprove-certificate-rotation"
-RENEWAL_ROLE: Final = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
 SSAR_PATH: Final = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 NODE_PATH: Final = "/api/v1/nodes/"
 SSAR_BODY: Final = json.dumps({
