@@ -182,24 +182,38 @@ class TestNodeAddresses:
 class TestMonitorChores:
     def test_chores_run_after_a_success_then_on_their_periods(self, kube_api: KubeApi,
                                                                tmp_path: Path) -> None:
-        virtual = [0.0]
+        calls = [-1]
+
+        def virtual() -> float:  # every reading is 1,000 s after the previous one
+            calls[0] += 1
+            return 1000.0 * calls[0]
+
         updates: list[ApiState] = []
         settings: ApiSettings = kube_api.settings()
         lifeline = Lifeline(settings, NODE, clock.utcnow, None,
                             chores=Chores(rng=random.Random(1)))  # noqa: S311
         monitor = CsrMonitor(settings, NODE, clock.utcnow, updates.append,
-                             monotonic=lambda: virtual[0], lifeline=lifeline)
-        monitor.step()  # list + every chore
+                             monotonic=virtual, lifeline=lifeline)
+        monitor.step()  # list + every chore, at t=0
         assert [len(kube_api.requests(k)) for k in ("ssar", "client-list", "node")] == [1, 1, 1]
-        virtual[0] = 400.0
-        monitor.step()  # a watch (the recorded stream ends at once)
+        monitor.step()  # a watch that ran to its timeout (1,000 s), chores at t=3,000
         assert len(kube_api.requests("client-list")) == 2  # 5 min period
         assert len(kube_api.requests("ssar")) == 1 and len(kube_api.requests("node")) == 1
-        virtual[0] = 4000.0
-        monitor.step()
+        monitor.step()  # chores at t=6,000
         assert len(kube_api.requests("node")) == 2  # hourly
         assert updates[-1].renewal_review is not None and updates[-1].node is not None
         assert updates[-1].bootstrap is None  # no bootstrap kubeconfig configured
+
+    def test_no_chores_on_the_relists_of_a_reconnect(self, kube_api: KubeApi) -> None:
+        """Watches that end early (as at an API server restart): no chore after them."""
+        lifeline = Lifeline(kube_api.settings(), NODE, clock.utcnow, None)
+        monitor = CsrMonitor(kube_api.settings(), NODE, clock.utcnow, lambda _: None,
+                             monotonic=lambda: 0.0, lifeline=lifeline)
+        monitor.step()  # the first list: every chore
+        monitor.step()  # the recorded watch ends at once: an early end
+        monitor.step()  # and again
+        assert len(kube_api.requests("watch")) == 2
+        assert len(kube_api.requests("client-list")) == 1 and len(kube_api.requests("ssar")) == 1
 
     def test_chores_wait_while_the_api_server_fails(self, kube_api: KubeApi) -> None:
         kube_api.script("list", recorded("list-bad-token-401.json"))

@@ -246,6 +246,8 @@ class CsrMonitor:
         self._rv = ""
         self._reload = True
         self._need_review = True
+        self._watch_ended = False  # the last watch ran to its timeoutSeconds
+        self._chores_started = False
         self._wake = threading.Event()
 
     @property
@@ -330,11 +332,16 @@ class CsrMonitor:
         if self._need_review:
             self._need_review = not _review(client, self._tracker)
         if self._plan.action is Action.WATCH and self._rv:
+            self._watch_ended = False
             step = self._watch(client, self._plan.watch_timeout)
+            healthy = self._watch_ended
         else:
             step = self._list(client)
-        if (self._tracker.lifeline is not None and self._tracker.error is None
-                and not client.aborted):
+            healthy = self._tracker.error is None and not self._chores_started
+        # Chores ride on a watch that ended normally (and on the very first list), never
+        # on the relists of a reconnect: an outage must not multiply the reconnect storm.
+        if self._tracker.lifeline is not None and healthy and not client.aborted:
+            self._chores_started = True
             _chores(client, self._tracker, self._monotonic())
         return step
 
@@ -367,7 +374,9 @@ class CsrMonitor:
         if client.aborted:  # timeoutSeconds=0 would mean the server's 30-60 min default
             return Step(Action.WATCH, 0.0, timeout)
         self._tracker.succeeded()
-        return self._scheduler.watch_ended(self._monotonic() - started, timeout)
+        elapsed = self._monotonic() - started
+        self._watch_ended = elapsed >= timeout / 2  # not an early end (a restart)
+        return self._scheduler.watch_ended(elapsed, timeout)
 
     def _watch_failed(self, failure: Failure, established: bool) -> Step:
         self._tracker.count(failure.outcome)
