@@ -90,3 +90,21 @@ def test_the_monitor_thread_brings_the_lifeline_findings(node: Node,
     found = _codes(state)
     assert found[codes.CLIENT_RENEWAL_NOT_AUTHORIZED] is Severity.WARNING
     assert found[codes.SERVING_CERT_SANS_INCOMPLETE] is Severity.WARNING
+
+
+def test_a_mismatch_right_after_a_rotation_waits_for_the_settle_period(node: Node) -> None:
+    """The kubelet reloads a renewed serving certificate a moment after the swap: a
+    mismatch about a file that just changed is held for --settle, then published if it
+    holds (the kubelet did not reload it)."""
+    assert node.pki.server is not None
+    with TlsServer(node.pki.server) as kubelet:  # it keeps serving the old one
+        daemon = Daemon(node.settings(kubelet=_kubelet(kubelet.port)))
+        t0 = clock.utcnow()
+        first = daemon.run_once(t0)
+        assert first is not None and _codes(first) == {}
+        node.rotate("server", t0)
+        held = daemon.run_once(t0 + timedelta(seconds=0.5))
+        assert held is not None and codes.SERVED_CERT_MISMATCH not in _codes(held)
+        later = daemon.run_once(t0 + timedelta(seconds=5))
+        assert later is not None
+        assert _codes(later) == {codes.SERVED_CERT_MISMATCH: Severity.WARNING}

@@ -1,9 +1,11 @@
 """This node's serving CSRs and whether the API server still accepts the node.
 
-``fetch_once`` does one who-am-I and one complete list (for ``check``).
+``fetch_once`` does one who-am-I, one complete list and every lifeline chore (for
+``check``).
 ``CsrMonitor`` keeps an ``ApiState`` current for the daemon: list, then watch from the
 list's resourceVersion (bookmarks on), relist on 410, poll when watching is refused,
-back off with jitter on failures (see ``apischedule``). Both never raise: every failure
+back off with jitter on failures (see ``apischedule``), and run the lifeline's due chores
+after a watch that ran to its timeout (see ``lifeline``). Both never raise: every failure
 becomes ``ApiState.error``, and the last known CSRs and ``last_success`` are kept (stale).
 """
 
@@ -12,9 +14,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 
 import requests
 import structlog
@@ -22,169 +22,28 @@ import structlog
 from agent import clock as clock_mod
 from agent.clock import Clock, Monotonic
 from agent.config import ApiSettings
-from agent.kubelet import CLIENT_SIGNER
-from agent.model import ApiError, ApiProblem, ApiState, CsrInfo
-from agent.sources.apiclient import PAGE_SIZE, ApiClient, ApiFailure
+from agent.model import ApiError, ApiProblem, ApiState
+from agent.sources.apiclient import ApiClient, ApiFailure
 from agent.sources.apiparse import (
     OK,
-    SERVING_SIGNER,
     Failure,
     WatchEvent,
     classify_status,
-    failure_to_error,
-    is_node_serving,
 )
 from agent.sources.apischedule import Action, Scheduler, Step
+from agent.sources.apitrack import (
+    Tracker,
+    internal,
+    list_all,
+    review,
+    run_chores,
+)
 from agent.sources.kubeconfig import Credentials, load_credentials
 from agent.sources.lifeline import Lifeline
 
 log = structlog.get_logger("kubelet_cert_agent.apiserver")
 SessionFactory = Callable[[], requests.Session]
 CredentialLoader = Callable[[ApiSettings], "Credentials | ApiError"]
-MAX_PAGES = 100  # pages of PAGE_SIZE in one list: 50,000 serving CSRs is far beyond real
-
-
-class _Tracker:
-    """What the API server last said, updated request by request; yields ApiState."""
-
-    def __init__(self, server: str, node_name: str, clock: Clock,
-                 previous: ApiState | None) -> None:
-        self.server, self.node_name, self.clock = server, node_name, clock
-        self.csrs: dict[str, CsrInfo] = {}
-        self.last_success = None if previous is None else previous.last_success
-        self.error = None if previous is None else previous.error
-        self.identity: tuple[str | None, tuple[str, ...]] = (None, ())
-        self.counts: Counter[str] = Counter()
-        self.lifeline: Lifeline | None = None
-        if previous is not None:
-            self.server = server or previous.server
-            self.csrs = {c.name: c for c in previous.csrs}
-            self.identity = (previous.identity_username, previous.identity_groups)
-            self.counts.update(dict(previous.requests_by_outcome))
-
-    def count(self, outcome: str) -> None:
-        self.counts[outcome] += 1
-
-    def succeeded(self) -> None:
-        self.last_success, self.error = self.clock(), None
-
-    def failed(self, failure: Failure) -> None:
-        self.error = failure_to_error(failure, self.error, self.clock())
-
-    def not_configured(self, error: ApiError) -> None:
-        failure = Failure("", ApiProblem.NOT_CONFIGURED, error.detail)
-        self.error = failure_to_error(failure, self.error, self.clock())
-
-    def replace(self, items: list[CsrInfo]) -> None:
-        self.csrs = {c.name: c for c in items if is_node_serving(c, self.node_name)}
-
-    def apply(self, event: WatchEvent) -> None:
-        csr = event.csr
-        if csr is None or not is_node_serving(csr, self.node_name):
-            return
-        if event.type == "DELETED":
-            self.csrs.pop(csr.name, None)
-        else:
-            self.csrs[csr.name] = csr
-
-    def state(self) -> ApiState:
-        csrs = tuple(sorted(self.csrs.values(), key=lambda c: (c.created, c.name)))
-        state = ApiState(server=self.server, last_success=self.last_success, csrs=csrs,
-                         error=self.error, identity_username=self.identity[0],
-                         identity_groups=self.identity[1],
-                         requests_by_outcome=tuple(sorted(self.counts.items())))
-        life = self.lifeline
-        if life is None:
-            return state
-        return replace(state, client_csrs=tuple(sorted(life.client_csrs,
-                                                       key=lambda c: (c.created, c.name))),
-                       client_csrs_known=life.client_csrs_known,
-                       renewal_review=life.renewal_review, bootstrap=life.bootstrap,
-                       node=life.node)
-
-
-def _review(client: ApiClient, tracker: _Tracker) -> bool:
-    """Ask who we are; True once the server has answered (so no need to ask again)."""
-    try:
-        identity = client.review()
-    except ApiFailure as exc:
-        tracker.count(exc.failure.outcome)
-        # 401/429/5xx/unreachable: ask again next time; other answers will not change.
-        code = exc.failure.status_code
-        return code is not None and code not in (401, 429) and code < 500
-    tracker.count(OK)
-    if identity is not None:
-        tracker.identity = identity
-    return True
-
-
-def _bad_list(detail: str) -> Failure:
-    return Failure("bad-response", ApiProblem.BAD_RESPONSE, f"CSR list: {detail}")
-
-
-def _pages(client: ApiClient, tracker: _Tracker, signer: str = SERVING_SIGNER
-           ) -> tuple[list[CsrInfo], str, Failure | None]:
-    """Every page of the list of ``signer``'s CSRs; restarts from scratch (twice at most)
-    on 410.
-
-    A server that lies cannot keep us asking: a continue token seen before, more than
-    MAX_PAGES pages, or a complete list without a resourceVersion (nothing to watch
-    from) is BAD_RESPONSE, retried on the normal backoff.
-    """
-    items: list[CsrInfo] = []
-    token: str | None = None
-    seen: set[str] = set()
-    restarts = 0
-    while True:
-        try:
-            page = client.list_page(token, signer)
-        except ApiFailure as exc:
-            tracker.count(exc.failure.outcome)
-            if exc.failure.gone and token is not None and restarts < 2:
-                items, token, seen, restarts = [], None, set(), restarts + 1
-                continue
-            return [], "", exc.failure
-        tracker.count(OK)
-        items.extend(page.items)
-        if not page.continue_token:
-            if not page.resource_version:
-                return [], "", _bad_list("no metadata.resourceVersion in the answer")
-            return items, page.resource_version, None
-        token = page.continue_token
-        if token in seen:
-            return [], "", _bad_list("the API server repeated a continue token")
-        if len(seen) + 1 >= MAX_PAGES:
-            return [], "", _bad_list(f"more than {MAX_PAGES} pages of {PAGE_SIZE}: "
-                                     "the pagination does not end")
-        seen.add(token)
-
-
-def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None]:
-    """This node's serving CSRs, all pages: (resourceVersion to watch from, failure)."""
-    items, rv, failure = _pages(client, tracker)
-    if failure is None:
-        tracker.replace(items)
-        tracker.succeeded()
-    return rv, failure
-
-
-def _chores(client: ApiClient, tracker: _Tracker, now: float) -> None:
-    """The lifeline's due chores, right after a serving request succeeded."""
-    lifeline = tracker.lifeline
-    if lifeline is None:
-        return
-    user = f"system:node:{tracker.node_name}"
-
-    def list_client() -> tuple[list[CsrInfo], Failure | None]:
-        items, _, failure = _pages(client, tracker, CLIENT_SIGNER)
-        return [c for c in items if c.username == user and c.signer == CLIENT_SIGNER], failure
-
-    lifeline.run(client, now, tracker.count, list_client)
-
-
-def _internal(exc: Exception) -> Failure:
-    return Failure("bad-response", ApiProblem.BAD_RESPONSE,
-                   f"internal error while talking to the API server ({type(exc).__name__})")
 
 
 def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
@@ -194,7 +53,7 @@ def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
                lifeline: Lifeline | None = None) -> ApiState:
     """Who-am-I plus one complete list of this node's serving CSRs, then every chore of
     ``lifeline`` (when given). Never raises."""
-    tracker = _Tracker(api.server or "", node_name, clock, previous)
+    tracker = Tracker(api.server or "", node_name, clock, previous)
     tracker.lifeline = lifeline
     try:
         creds = load(api)
@@ -204,17 +63,17 @@ def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
         tracker.server = creds.server
         client = ApiClient(creds, api, session_factory())
         try:
-            _review(client, tracker)
-            _, failure = _list_all(client, tracker)
+            review(client, tracker)
+            _, failure = list_all(client, tracker)
             if failure is None:
-                _chores(client, tracker, clock_mod.monotonic())
+                run_chores(client, tracker, clock_mod.monotonic())
         finally:
             client.close()
         if failure is not None:
             tracker.failed(failure)
     except Exception as exc:  # never let a surprise escape into `check`
         log.error("api_fetch_internal_error", error=type(exc).__name__)
-        tracker.failed(_internal(exc))
+        tracker.failed(internal(exc))
     return tracker.state()
 
 
@@ -238,7 +97,7 @@ class CsrMonitor:
         self.api, self.node_name, self.on_update = api, node_name, on_update
         self._session_factory, self._sleep, self._monotonic = session_factory, sleep, monotonic
         self._load = load
-        self._tracker = _Tracker(api.server or "", node_name, clock, previous)
+        self._tracker = Tracker(api.server or "", node_name, clock, previous)
         self._tracker.lifeline = lifeline
         self._scheduler = Scheduler(api.csr_interval, rng)
         self._plan: Step = self._scheduler.start()
@@ -300,7 +159,7 @@ class CsrMonitor:
             self._plan = self._step()
         except Exception as exc:  # the last line of defence: the thread must not die
             log.error("api_monitor_internal_error", error=type(exc).__name__)
-            self._tracker.failed(_internal(exc))
+            self._tracker.failed(internal(exc))
             self._reload = True  # start again from fresh credentials and a new client
             self._plan = self._scheduler.retry()
         self._publish()
@@ -330,7 +189,7 @@ class CsrMonitor:
         client = self._client
         assert client is not None  # noqa: S101 - set above on the first step
         if self._need_review:
-            self._need_review = not _review(client, self._tracker)
+            self._need_review = not review(client, self._tracker)
         if self._plan.action is Action.WATCH and self._rv:
             self._watch_ended = False
             step = self._watch(client, self._plan.watch_timeout)
@@ -342,11 +201,11 @@ class CsrMonitor:
         # on the relists of a reconnect: an outage must not multiply the reconnect storm.
         if self._tracker.lifeline is not None and healthy and not client.aborted:
             self._chores_started = True
-            _chores(client, self._tracker, self._monotonic())
+            run_chores(client, self._tracker, self._monotonic())
         return step
 
     def _list(self, client: ApiClient) -> Step:
-        rv, failure = _list_all(client, self._tracker)
+        rv, failure = list_all(client, self._tracker)
         if failure is not None:
             self._tracker.failed(failure)
             return self._scheduler.list_failed(failure)
