@@ -38,6 +38,7 @@ __all__ = [
     "SELF_SIGNED_CERT",
     "SELF_SIGNED_KEY",
     "SERVING_ROLES",
+    "SERVING_SIGNER",
     "Sans",
     "current_name",
     "duration",
@@ -54,6 +55,10 @@ __all__ = [
     "serving_choice",
     "updated_name",
 ]
+
+# The signer of the kubelet's serving CSRs (never auto-approved by kube-controller-manager).
+SERVING_SIGNER = "kubernetes.io/kubelet-serving"
+CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 
 # --- the file store -----------------------------------------------------------------------
 
@@ -155,7 +160,6 @@ def rotation_managed(role: Role, rotate_certificates: bool | None,
 # --- client renewal approval (kube-controller-manager's csrapproving) -----------------------
 
 # What kubeadm binds so that nodes' client renewals are auto-approved (domain notes).
-CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 RENEWAL_BINDING = "kubeadm:node-autoapprove-certificate-rotation"
 RENEWAL_ROLE = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
 

@@ -81,7 +81,7 @@ def _build(sources: SourceSettings, cert_dir: str, now: datetime,
     return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
                     kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
                     history=scan.history, updated_links=scan.updated_links, api=api,
-                    kubeconfig=kubeconfig)
+                    kubeconfig=kubeconfig, cert_dir_error=scan.dir_error)
 
 
 def _carry(previous: CertFile | None, current: CertFile, now: datetime) -> CertFile:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from agent.checks import (
     apiserver,
+    client_csr,
     csr,
     expiry,
     files,
@@ -34,13 +35,14 @@ CHECKS: tuple[Check, ...] = (
     rotation.check,
     identity.check,
     csr.check,
+    client_csr.check,
     apiserver.check,
     served.check,
     kubeconfig.check,
     lifeline.check,
 )
 DEADLINES: tuple[Deadlines, ...] = (expiry.deadlines, rotation.deadlines, csr.deadlines,
-                                    served.deadlines)
+                                    client_csr.deadlines, served.deadlines)
 DEFAULT_POLICY = Policy()  # frozen, so one shared default is safe
 
 
@@ -63,7 +65,9 @@ def evaluate(snapshot: Snapshot, now: datetime,
 
 def judge(snapshot: Snapshot, now: datetime, policy: Policy = DEFAULT_POLICY) -> Evaluation:
     """The snapshot judged at ``now``: findings plus the overall status."""
-    return Evaluation(snapshot=snapshot, now=now, findings=evaluate(snapshot, now, policy))
+    trails = (csr.serving_trail(snapshot, now), client_csr.client_trail(snapshot, now))
+    return Evaluation(snapshot=snapshot, now=now, findings=evaluate(snapshot, now, policy),
+                      csr_trails=tuple(t for t in trails if t is not None))
 
 
 def next_change(snapshot: Snapshot, now: datetime,

@@ -60,7 +60,7 @@ def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
         if isinstance(creds, ApiError):
             tracker.not_configured(creds)
             return tracker.state()
-        tracker.server = creds.server
+        tracker.server, tracker.credential = creds.server, creds.credential
         client = ApiClient(creds, api, session_factory())
         try:
             review(client, tracker)
@@ -186,6 +186,7 @@ class CsrMonitor:
                 self._client.close()
             self._client = ApiClient(creds, self.api, self._session_factory())
             self._tracker.server, self._need_review = creds.server, True  # new creds: who am I?
+            self._tracker.credential = creds.credential
         client = self._client
         assert client is not None  # noqa: S101 - set above on the first step
         if self._need_review:
@@ -218,6 +219,8 @@ class CsrMonitor:
             resp = client.open_watch(self._rv, timeout)
         except ApiFailure as exc:
             return self._watch_failed(exc.failure, established=False)
+        self._tracker.answered()  # the watch is open: the server accepted us
+        self._publish()
         try:
             for event in client.events(resp):
                 step = self._on_event(event)
@@ -253,8 +256,10 @@ class CsrMonitor:
             return self._watch_failed(failure, established=True)
         if event.resource_version:
             self._rv = event.resource_version
-        if event.type != "BOOKMARK":
+        if event.type == "BOOKMARK":
+            self._tracker.answered()  # nothing changed, but the server is there
+        else:
             self._tracker.apply(event)
             self._tracker.succeeded()
-            self._publish()
+        self._publish()
         return None

@@ -12,12 +12,11 @@ from collections import Counter
 from dataclasses import replace
 
 from agent.clock import Clock
-from agent.kubelet import CLIENT_SIGNER
+from agent.kubelet import CLIENT_SIGNER, SERVING_SIGNER
 from agent.model import ApiError, ApiProblem, ApiState, CsrInfo
 from agent.sources.apiclient import PAGE_SIZE, ApiClient, ApiFailure
 from agent.sources.apiparse import (
     OK,
-    SERVING_SIGNER,
     Failure,
     WatchEvent,
     failure_to_error,
@@ -39,6 +38,7 @@ class Tracker:
         self.error = None if previous is None else previous.error
         self.identity: tuple[str | None, tuple[str, ...]] = (None, ())
         self.counts: Counter[str] = Counter()
+        self.credential = None if previous is None else previous.credential
         self.lifeline: Lifeline | None = None
         if previous is not None:
             self.server = server or previous.server
@@ -49,7 +49,13 @@ class Tracker:
     def count(self, outcome: str) -> None:
         self.counts[outcome] += 1
 
+    def answered(self) -> None:
+        """The API server answered a request successfully (who-am-I, a list page, a watch
+        opened, an event, a bookmark): it works, whatever the CSR data's state."""
+        self.last_success = self.clock()
+
     def succeeded(self) -> None:
+        """The CSR data is complete and current again: also clears the failure."""
         self.last_success, self.error = self.clock(), None
 
     def failed(self, failure: Failure) -> None:
@@ -76,7 +82,8 @@ class Tracker:
         state = ApiState(server=self.server, last_success=self.last_success, csrs=csrs,
                          error=self.error, identity_username=self.identity[0],
                          identity_groups=self.identity[1],
-                         requests_by_outcome=tuple(sorted(self.counts.items())))
+                         requests_by_outcome=tuple(sorted(self.counts.items())),
+                         credential=self.credential)
         life = self.lifeline
         if life is None:
             return state
@@ -97,6 +104,7 @@ def review(client: ApiClient, tracker: Tracker) -> bool:
         code = exc.failure.status_code
         return code is not None and code not in (401, 429) and code < 500
     tracker.count(OK)
+    tracker.answered()
     if identity is not None:
         tracker.identity = identity
     return True
@@ -129,6 +137,7 @@ def pages(client: ApiClient, tracker: Tracker, signer: str = SERVING_SIGNER
                 continue
             return [], "", exc.failure
         tracker.count(OK)
+        tracker.answered()
         items.extend(page.items)
         if not page.continue_token:
             if not page.resource_version:
