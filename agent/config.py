@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from agent.kubeadm import default_dir as default_kubeadm_dir
 from agent.model import Policy
 
 DEFAULT_CERT_DIR = "/var/lib/kubelet/pki"
@@ -63,6 +64,11 @@ class SourceSettings:
     kubelet_config: Path | None = Path(DEFAULT_KUBELET_CONFIG)
     ca_files: tuple[Path, ...] = ()
     watch_paths: tuple[Path, ...] = ()
+    watch_recursive: tuple[Path, ...] = ()
+    # kubeadm control plane: inventoried when DIR/pki/ca.crt exists, or always when the
+    # operator named the dir (then what is missing is reported); None: --no-kubeadm.
+    kubeadm_dir: Path | None = Path(default_kubeadm_dir())
+    kubeadm_explicit: bool = False
     node_name: str = ""
     max_file_bytes: int = MAX_FILE_BYTES
     kubelet: KubeletSettings = KubeletSettings()
@@ -133,6 +139,14 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--watch", action="append", default=[], metavar="PATH",
                    help="extra certificate file or directory (non-recursive) to check for "
                         "expiry and readability, e.g. /etc/kubernetes/pki (repeatable)")
+    g.add_argument("--watch-recursive", action="append", default=[], metavar="DIR",
+                   help="like --watch DIR, and every directory below it (repeatable)")
+    g.add_argument("--kubeadm-dir", default=None, metavar="DIR",
+                   help="kubeadm's dir on a control-plane node: judge everything `kubeadm "
+                        "certs check-expiration` lists (default: "
+                        f"{default_kubeadm_dir()}, used when DIR/pki/ca.crt exists)")
+    g.add_argument("--no-kubeadm", action="store_true",
+                   help="do not look at the kubeadm control plane")
     g.add_argument("--node-name", default=None, metavar="NAME",
                    help="this node's name as the API server knows it (default: the host name)")
     g.add_argument("--kubelet-endpoint", type=_endpoint, default=None, metavar="HOST:PORT",
@@ -253,6 +267,10 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         kubelet_config=_opt_path(ns.kubelet_config),
         ca_files=tuple(Path(p) for p in ns.ca_file),
         watch_paths=tuple(Path(p) for p in ns.watch),
+        watch_recursive=tuple(Path(p) for p in getattr(ns, "watch_recursive", [])),
+        kubeadm_dir=None if getattr(ns, "no_kubeadm", False) else Path(
+            getattr(ns, "kubeadm_dir", None) or default_kubeadm_dir()),
+        kubeadm_explicit=bool(getattr(ns, "kubeadm_dir", None)),
         node_name=ns.node_name or socket.gethostname(),
         kubelet=kubelet_settings(ns),
     )

@@ -53,6 +53,9 @@ class Role(enum.StrEnum):
     SERVED = "served"  # the chain the kubelet's serving port presents (TLS probe)
     KUBECONFIG_CLIENT = "kubeconfig-client"  # client cert the kubeconfig names, not -current.pem
     KUBECONFIG_CA = "kubeconfig-ca"  # certificate-authority(-data) of the kubelet's kubeconfig
+    KUBECONFIG = "kubeconfig"  # the client certificate of a --watch kubeconfig
+    KUBEADM = "kubeadm"  # a certificate `kubeadm certs check-expiration` lists
+    KUBEADM_CA = "kubeadm-ca"  # one of kubeadm's CAs (ca, etcd-ca, front-proxy-ca)
 
 
 class LinkProblem(enum.StrEnum):
@@ -181,6 +184,8 @@ class CertFile:
     trusted: bool | None = None  # None: no trust anchor known
     self_signed: bool = False  # in the kubelet's sense (see domain notes)
     stale_since: datetime | None = None  # last good data kept after a read failure
+    name: str | None = None  # kubeadm's name for it (admin.conf, apiserver, etcd-ca, ...)
+    externally_managed: bool | None = None  # kubeadm: its CA's key is absent (None: n/a)
 
 
 @dataclass(frozen=True)
@@ -411,6 +416,7 @@ class Snapshot:
     history: tuple[RoleHistory, ...] = ()
     updated_links: tuple[str, ...] = ()  # transient -updated.pem links (swap in progress)
     api: ApiState | None = None  # None: offline / not asked
+    kubeadm_dir: str | None = None  # the kubeadm dir inventoried (None: not a control plane)
     cert_dir_error: ReadError | None = None  # the cert dir is absent or cannot be listed
     probe: ProbeResult | None = None  # None: --no-probe / not probed
     kubeconfig: KubeconfigInfo | None = None  # None: not judged
