@@ -418,6 +418,7 @@ class Snapshot:
     api: ApiState | None = None  # None: offline / not asked
     kubeadm_dir: str | None = None  # the kubeadm dir inventoried (None: not a control plane)
     cert_dir_error: ReadError | None = None  # the cert dir is absent or cannot be listed
+    cert_dir_identity: tuple[int, int] | None = None  # (st_dev, st_ino); None: not a dir
     probe: ProbeResult | None = None  # None: --no-probe / not probed
     kubeconfig: KubeconfigInfo | None = None  # None: not judged
 
