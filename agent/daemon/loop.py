@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.checks import judge, next_change
@@ -49,6 +49,7 @@ from agent.model import (
     ApiState,
     Evaluation,
     Finding,
+    ProbeResult,
     Role,
     Snapshot,
     event,
@@ -56,6 +57,9 @@ from agent.model import (
 from agent.sinks.events import INPUT_UNREADABLE, diff, rotated_roles
 from agent.sinks.textfile import TEXTFILE_NAME, write_textfile
 from agent.snapshot import build_snapshot, merge_stale
+
+if TYPE_CHECKING:
+    from agent.sources.probe import Prober
 
 QUIET_SECONDS = 0.005  # a burst of fs events is over after this much silence...
 MAX_COALESCE_SECONDS = 0.1  # ...or after this long, whichever comes first
@@ -122,6 +126,7 @@ class Daemon:
         self._api_lock = threading.Lock()
         self._api_state: ApiState | None = None
         self._api_changed = False
+        self._prober: Prober | None = None
         self._stop_requested = False
         self._reload_requested = False
         self._textfile_failing = False
@@ -183,10 +188,11 @@ class Daemon:
                   started: float) -> AgentState:
         with self._api_lock:
             api, self._api_changed = self._api_state, False
+        probe = self._probe(now)
         if self._snapshot is None and self.settings.sources.watch_paths:
-            self._publish_partial(now, api)
-        snapshot = merge_stale(self._snapshot, build_snapshot(self.settings.sources, now, api),
-                               now)
+            self._publish_partial(now, api, probe)
+        snapshot = merge_stale(self._snapshot,
+                               build_snapshot(self.settings.sources, now, api, probe), now)
         moved = set(changed) | changed_paths(self._snapshot, snapshot)
         if self._snapshot is not None and (
                 snapshot.cert_dir_identity != self._snapshot.cert_dir_identity):
@@ -211,6 +217,20 @@ class Daemon:
             self.services.credentials_changed()
         return state
 
+    def _probe(self, now: datetime) -> ProbeResult | None:
+        """The serving-port probe, at every evaluation (the loop evaluates at least every
+        MAX_IDLE_SECONDS); one in flight at most; None with --no-probe."""
+        kubelet = self.settings.sources.kubelet
+        if not kubelet.probe:
+            return None
+        prober = self._prober
+        if prober is None or (prober.host, prober.port, prober.timeout) != (
+                kubelet.host, kubelet.port, kubelet.probe_timeout):
+            from agent.sources.probe import Prober
+
+            prober = self._prober = Prober(kubelet.host, kubelet.port, kubelet.probe_timeout)
+        return prober.probe(now)
+
     def _time_driven(self, now: datetime, moved: set[str]) -> tuple[Finding, ...] | None:
         """The findings the published snapshot gives by itself at ``now``: time made them,
         not a file event, so the settle period (meant for the kubelet's swap) must not
@@ -219,14 +239,15 @@ class Daemon:
             return None
         return judge(self._published.snapshot, now, self.settings.policy).findings
 
-    def _publish_partial(self, now: datetime, api: ApiState | None) -> None:
+    def _publish_partial(self, now: datetime, api: ApiState | None,
+                         probe: ProbeResult | None) -> None:
         """Before the first scan of the ``--watch`` paths (ten thousand files take seconds),
         publish the kubelet's own certificates, marked incomplete: scrapes see those at once.
 
         Nothing is settled, diffed or logged: the complete evaluation right after does that.
         """
         sources = replace(self.settings.sources, watch_paths=())
-        snapshot = replace(build_snapshot(sources, now, api), complete=False)
+        snapshot = replace(build_snapshot(sources, now, api, probe), complete=False)
         self._publish(AgentState(evaluation=judge(snapshot, now, self.settings.policy),
                                  stats=self.stats))
 
