@@ -25,6 +25,10 @@ KEY_MISMATCH: Final = "KEY_MISMATCH"
 IDENTITY_MISMATCH: Final = "IDENTITY_MISMATCH"
 UNTRUSTED_ISSUER: Final = "UNTRUSTED_ISSUER"
 KUBELET_CONFIG_UNREADABLE: Final = "KUBELET_CONFIG_UNREADABLE"
+CA_ROTATION_IN_PROGRESS: Final = "CA_ROTATION_IN_PROGRESS"
+
+# kubeadm control plane (issue 11)
+KUBEADM_CERT_MISSING: Final = "KUBEADM_CERT_MISSING"
 
 # API server (issue: serving CSRs and API server acceptance)
 SERVING_CSR_PENDING: Final = "SERVING_CSR_PENDING"
@@ -56,6 +60,12 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     IDENTITY_MISMATCH: "subject or SANs do not name this node",
     UNTRUSTED_ISSUER: "the certificate does not chain to a known trust anchor",
     KUBELET_CONFIG_UNREADABLE: "the kubelet config file could not be read or parsed",
+    CA_ROTATION_IN_PROGRESS: (
+        "a CA bundle holds an expired or not-yet-valid CA beside a valid one (info)"
+    ),
+    KUBEADM_CERT_MISSING: (
+        "a file `kubeadm certs check-expiration` lists is absent, e.g. external etcd (info)"
+    ),
     SERVING_CSR_PENDING: "this node's serving CSR waits for approval",
     SERVING_CSR_SUSPICIOUS: "a serving CSR's subject or SANs do not match this node",
     SERVING_CSR_DENIED: "this node's newest serving CSR was denied",
@@ -88,6 +98,8 @@ STATE_WORDS: Final[dict[str, str]] = {
     KEY_MISMATCH: "key mismatch",
     IDENTITY_MISMATCH: "identity mismatch",
     UNTRUSTED_ISSUER: "untrusted",
+    CA_ROTATION_IN_PROGRESS: "CA rotation in progress",
+    KUBEADM_CERT_MISSING: "missing",
 }
 
 

@@ -23,6 +23,7 @@ from agent import clock as clockmod
 from agent import pkigen
 from agent.clock import Clock
 from agent.model import Status
+from agent.pkigen_kubeadm import build_control_plane
 
 DEFAULT_NODE = "demo-node-1"
 LIFETIME = timedelta(days=365)
@@ -90,12 +91,21 @@ def kubelet_kubeconfig(ca_file: Path, client: Path) -> dict[str, Any]:
     }
 
 
-def check_command(directory: str, node: str) -> str:
+KUBEADM_AGE = timedelta(days=340)  # kubeadm init that long ago: its leaves warn (25 d left)
+
+
+def write_control_plane(root: Path, node: str, now: datetime) -> Path:
+    """``root/kubernetes``: a kubeadm control plane initialised KUBEADM_AGE ago."""
+    return build_control_plane(root.resolve() / "kubernetes", node, now - KUBEADM_AGE).root
+
+
+def check_command(directory: str, node: str, *, control_plane: bool = False) -> str:
     """The ``check`` command line to run on the demo (paths as the user typed them)."""
     base = directory.rstrip("/") or "/"
+    kubeadm = ["--kubeadm-dir", f"{base}/kubernetes"] if control_plane else []
     return shlex.join(["kubelet-cert-agent", "check", "--offline",
                        "--cert-dir", f"{base}/pki", "--kubelet-config", f"{base}/config.yaml",
-                       "--node-name", node])
+                       "--node-name", node, *kubeadm])
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -110,6 +120,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("directory", metavar="DIR", help="where to write (must not exist or be empty)")
     p.add_argument("--node-name", default=DEFAULT_NODE, metavar="NAME",
                    help="the demo node's name (default: %(default)s)")
+    p.add_argument("--control-plane", action="store_true",
+                   help="also write DIR/kubernetes, a kubeadm control plane initialised "
+                        "340 days ago (its certificates have 25 days left)")
     p.set_defaults(func=run)
 
 
@@ -121,11 +134,16 @@ def run(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> int:
               "choose another", file=sys.stderr)
         return int(Status.UNKNOWN)
     demo = write_demo(root, args.node_name, clock())
+    if args.control_plane:
+        write_control_plane(demo.root, demo.node, clock())
     print(f"wrote a demo PKI for node {demo.node} under {demo.root}:")
     for path in sorted(p for p in demo.root.rglob("*") if not p.is_dir()):
         link = f" -> {path.readlink().name}" if path.is_symlink() else ""
         print(f"  {path.relative_to(demo.root)}{link}")
     print("the serving certificate is past 90 % of its lifetime and was not renewed "
-          "(expect ROTATION_OVERDUE).\nnext, run:\n  "
-          + check_command(args.directory, demo.node))
+          "(expect ROTATION_OVERDUE)"
+          + ("; the kubeadm certificates expire in 25 days (expect CERT_EXPIRING_SOON)"
+             if args.control_plane else "")
+          + ".\nnext, run:\n  "
+          + check_command(args.directory, demo.node, control_plane=args.control_plane))
     return int(Status.OK)

@@ -50,6 +50,9 @@ class Role(enum.StrEnum):
     TLS_CERT_FILE = "tls-cert-file"  # tlsCertFile from the kubelet config
     TRUST_ANCHOR = "ca"  # clientCAFile / --ca-file
     WATCHED = "watched"  # --watch PATH (e.g. control-plane PKI)
+    KUBECONFIG = "kubeconfig"  # the client certificate of a --watch kubeconfig
+    KUBEADM = "kubeadm"  # a certificate `kubeadm certs check-expiration` lists
+    KUBEADM_CA = "kubeadm-ca"  # one of kubeadm's CAs (ca, etcd-ca, front-proxy-ca)
 
 
 class LinkProblem(enum.StrEnum):
@@ -178,6 +181,8 @@ class CertFile:
     trusted: bool | None = None  # None: no trust anchor known
     self_signed: bool = False  # in the kubelet's sense (see domain notes)
     stale_since: datetime | None = None  # last good data kept after a read failure
+    name: str | None = None  # kubeadm's name for it (admin.conf, apiserver, etcd-ca, ...)
+    externally_managed: bool | None = None  # kubeadm: its CA's key is absent (None: n/a)
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,27 @@ class CsrInfo:
     request_error: str | None = None  # spec.request could not be decoded
 
 
+@dataclass(frozen=True)
+class CsrTrail:
+    """Where the node stands with one signer's CSRs, as the kubelet sees it.
+
+    Built by :func:`agent.checks.csr.trail`. Each rotation attempt makes a new key and a
+    new CSR, so only the newest CSR made after the last issued certificate counts; every
+    other Pending CSR is abandoned (its key is gone: approving it does nothing).
+    """
+
+    signer: str
+    last_issued: datetime | None = None  # newest issue known (CSR list or certificate)
+    newest: CsrInfo | None = None  # the newest CSR made after last_issued, if any
+    waiting: bool = False  # that newest CSR is Pending: the node waits for approval now
+    since: datetime | None = None  # when waiting: since when the node has been waiting
+    pending: tuple[CsrInfo, ...] = ()  # when waiting: Pending CSRs since last_issued
+    abandoned: tuple[CsrInfo, ...] = ()  # every Pending CSR but the one waited for
+
+    def is_abandoned(self, csr: CsrInfo) -> bool:
+        return any(c.name == csr.name for c in self.abandoned)
+
+
 class ApiProblem(enum.StrEnum):
     AUTH_FAILED = "auth-failed"  # 401
     FORBIDDEN = "forbidden"  # 403
@@ -249,6 +275,24 @@ class ApiError:
     since: datetime | None = None
 
 
+class CredentialKind(enum.StrEnum):
+    """Which credential the agent presents to the API server."""
+
+    CERT_FILE = "client-certificate-file"  # client-certificate: <path>
+    CERT_DATA = "client-certificate-data"  # embedded in the kubeconfig
+    TOKEN_FILE = "token-file"  # noqa: S105 - a kind of credential, not a secret
+    TOKEN = "token"  # noqa: S105 - embedded in the kubeconfig
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class ApiCredential:
+    """The credential in use and where it lives (a path, never the secret itself)."""
+
+    kind: CredentialKind
+    where: str  # the file, or the kubeconfig that embeds it
+
+
 @dataclass(frozen=True)
 class ApiState:
     """What the API server last told the agent about this node."""
@@ -260,6 +304,7 @@ class ApiState:
     identity_username: str | None = None  # from SelfSubjectReview
     identity_groups: tuple[str, ...] = ()
     requests_by_outcome: tuple[tuple[str, int], ...] = ()  # cumulative counters
+    credential: ApiCredential | None = None  # what the server accepted or rejected
 
     @property
     def stale(self) -> bool:
@@ -279,6 +324,8 @@ class Snapshot:
     history: tuple[RoleHistory, ...] = ()
     updated_links: tuple[str, ...] = ()  # transient -updated.pem links (swap in progress)
     api: ApiState | None = None  # None: offline / not asked
+    kubeadm_dir: str | None = None  # the kubeadm dir inventoried (None: not a control plane)
+    cert_dir_error: ReadError | None = None  # the cert dir is absent or cannot be listed
 
     def cert(self, role: Role) -> CertFile | None:
         """The first certificate file with this role, if any."""
@@ -316,6 +363,11 @@ class Evaluation:
     snapshot: Snapshot
     now: datetime
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    csr_trails: tuple[CsrTrail, ...] = ()  # one per signer judged (empty when offline)
+
+    def csr_trail(self, signer: str) -> CsrTrail | None:
+        """The judged state of ``signer``'s CSRs (None: not judged, e.g. offline)."""
+        return next((t for t in self.csr_trails if t.signer == signer), None)
 
     @property
     def status(self) -> Status:

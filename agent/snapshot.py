@@ -23,8 +23,10 @@ from agent.model import (
     Snapshot,
 )
 from agent.sources.certdir import scan_cert_dir
-from agent.sources.certfile import load_anchors, load_cert_file, load_watched
+from agent.sources.certfile import load_anchors, load_cert_file
+from agent.sources.kubeadm import is_control_plane, load_kubeadm
 from agent.sources.kubeletconfig import read_kubelet_config
+from agent.sources.watched import load_watched, walk_dirs
 
 SELF_SIGNED_FILES = ("kubelet.crt", "kubelet.key")
 
@@ -34,7 +36,8 @@ def build_snapshot(sources: SourceSettings, now: datetime,
     """Inventory every local input at ``now``.
 
     ``certs`` order: client, server (always present, possibly MISSING), kubelet.crt
-    (when present), tlsCertFile (when configured), then ``--watch`` files sorted by path.
+    (when present), tlsCertFile (when configured), ``--watch`` files sorted by path, then
+    on a kubeadm control plane its fourteen files in kubeadm's order.
     """
     cert_dir = os.path.abspath(sources.cert_dir)
     try:
@@ -63,10 +66,24 @@ def _build(sources: SourceSettings, cert_dir: str, now: datetime,
                                     key_path=config.tls_private_key_file))
     # --watch files are judged for expiry and readability only: verifying each against
     # the anchors would double the cost of a 10,000-file directory for a fact no check uses.
-    certs.extend(load_watched(sources.watch_paths, (), limit))
+    certs.extend(load_watched(sources.watch_paths, (), limit,
+                              recursive=sources.watch_recursive))
+    kubeadm_dir = kubeadm_root(sources)
+    if kubeadm_dir is not None:
+        certs.extend(load_kubeadm(kubeadm_dir, limit))
     return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
                     kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
-                    history=scan.history, updated_links=scan.updated_links, api=api)
+                    history=scan.history, updated_links=scan.updated_links, api=api,
+                    kubeadm_dir=kubeadm_dir, cert_dir_error=scan.dir_error)
+
+
+def kubeadm_root(sources: SourceSettings) -> str | None:
+    """The kubeadm dir to inventory: named by the operator, or the default one on a
+    control-plane node (``pki/ca.crt`` exists); None otherwise or with --no-kubeadm."""
+    if sources.kubeadm_dir is None:
+        return None
+    root = os.path.abspath(sources.kubeadm_dir)
+    return root if sources.kubeadm_explicit or is_control_plane(root) else None
 
 
 def _carry(previous: CertFile | None, current: CertFile, now: datetime) -> CertFile:
@@ -118,7 +135,8 @@ def input_paths(snapshot: Snapshot, sources: SourceSettings) -> frozenset[str]:
     paths.update(h.previous_path for h in snapshot.history if h.previous_path)
     if snapshot.kubelet_config.path:
         paths.add(snapshot.kubelet_config.path)
-    paths.update(os.path.abspath(p) for p in sources.ca_files + sources.watch_paths)
+    paths.update(os.path.abspath(p) for p in
+                 sources.ca_files + sources.watch_paths + sources.watch_recursive)
     return frozenset(paths)
 
 
@@ -145,6 +163,9 @@ def watch_plan(snapshot: Snapshot, sources: SourceSettings) -> tuple[
     """
     paths = input_paths(snapshot, sources)
     watched_dirs = {os.path.abspath(p) for p in sources.watch_paths if os.path.isdir(p)}
+    for top in sources.watch_recursive:
+        if os.path.isdir(top):
+            watched_dirs.update(walk_dirs(os.path.abspath(top)))
     wanted = {os.path.dirname(p) for p in paths - watched_dirs}
     wanted.add(snapshot.cert_dir)
     wanted.update(watched_dirs)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.exposition import generate_latest
@@ -104,6 +105,7 @@ FAST = settings(deadline=None, max_examples=300,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @FAST
 @given(evaluations())
 def test_table_state_words_exactly_the_findings(ev: Evaluation) -> None:
@@ -127,6 +129,7 @@ def test_table_state_words_exactly_the_findings(ev: Evaluation) -> None:
             assert state in {"ok", "absent"} or state.startswith("stale since")
 
 
+@pytest.mark.slow
 @FAST
 @given(evaluations())
 def test_json_and_metrics_carry_the_same_findings_and_status(ev: Evaluation) -> None:

@@ -17,18 +17,18 @@ import os
 from collections.abc import Iterator
 from datetime import datetime
 
-from agent import codes
+from agent import codes, kubeadm
 from agent.checks.common import (
+    describe,
     history_file,
     judged_certs,
     kubelet_owned,
-    newest_csr,
     swap_in_progress,
 )
+from agent.checks.csr import serving_trail
 from agent.kubelet import ROLE_NAMES, is_missing, iso, updated_name
 from agent.model import (
     CertFile,
-    CsrState,
     Finding,
     KeyMatch,
     LinkProblem,
@@ -59,8 +59,26 @@ def _interrupted_swap(cf: CertFile, code: str) -> Finding:
         "renames the -updated.pem link into place at start", cf.path)
 
 
-def _missing(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
-    if cf.role is Role.CLIENT and swap_in_progress(snapshot, Role.CLIENT):
+def _absent_dir(snapshot: Snapshot, cf: CertFile) -> Finding | None:
+    """The link is missing because the whole cert dir is: say that, not "link missing"."""
+    error = snapshot.cert_dir_error
+    if error is None or cf.role not in (Role.CLIENT, Role.SERVER) or (
+            cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is not True):
+        return None
+    code = codes.CLIENT_CERT_MISSING if cf.role is Role.CLIENT else codes.SERVER_CERT_MISSING
+    return Finding(
+        code, Severity.CRITICAL,
+        f"no {ROLE_NAMES[cf.role]}: {error.detail} ({error.problem.value}); check that "
+        "--cert-dir is the kubelet's own (its --cert-dir flag, default /var/lib/kubelet/pki; "
+        "binary installs often use /etc/kubernetes/cert), or that the kubelet ever "
+        "bootstrapped on this node", cf.path)
+
+
+def _missing(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Finding]:
+    absent = _absent_dir(snapshot, cf)
+    if absent is not None:
+        yield absent
+    elif cf.role is Role.CLIENT and swap_in_progress(snapshot, Role.CLIENT):
         yield _interrupted_swap(cf, codes.CLIENT_CERT_MISSING)
     elif cf.role is Role.CLIENT:
         yield Finding(
@@ -72,9 +90,8 @@ def _missing(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
           and swap_in_progress(snapshot, Role.SERVER)):
         yield _interrupted_swap(cf, codes.SERVER_CERT_MISSING)
     elif cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is True:
-        pending = [c for c in snapshot.api.csrs if c.state is CsrState.PENDING] \
-            if snapshot.api is not None else []
-        newest = newest_csr(tuple(pending))
+        waited = serving_trail(snapshot, now)
+        newest = waited.newest if waited is not None and waited.waiting else None
         name = newest.name if newest is not None else "<name>"
         yield Finding(
             codes.SERVER_CERT_MISSING, Severity.CRITICAL,
@@ -82,8 +99,22 @@ def _missing(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
             "`kubectl logs/exec` to this node fail with \"remote error: tls: internal error\"; "
             "approve the node's pending kubelet-serving CSR (`kubectl get csr`, "
             f"`kubectl certificate approve {name}`)", cf.path)
-    elif cf.role in (Role.TLS_CERT_FILE, Role.WATCHED, Role.TRUST_ANCHOR):
+    elif cf.role in (Role.KUBEADM, Role.KUBEADM_CA):
+        yield _kubeadm_missing(cf)
+    elif cf.role in (Role.TLS_CERT_FILE, Role.WATCHED, Role.TRUST_ANCHOR, Role.KUBECONFIG):
         yield _unreadable(snapshot, cf, cf.path, cf.read_error)
+
+
+def _kubeadm_missing(cf: CertFile) -> Finding:
+    """kubeadm prints ``!MISSING!`` and carries on: an absent file is a layout, not a fault."""
+    name = cf.name or cf.path
+    why = ("external etcd, or etcd not managed by kubeadm" if name in kubeadm.ETCD_NAMES
+           else "kubeadm < 1.29, or a control plane joined with `kubeadm join`"
+           if name == "super-admin.conf" else "not created by kubeadm on this node")
+    return Finding(codes.KUBEADM_CERT_MISSING, Severity.INFO,
+                   f"{describe(cf)} does not exist ({why}); `kubeadm certs check-expiration` "
+                   f"shows it as !MISSING!; if it should exist, `kubeadm init phase certs` "
+                   "or `kubeadm init phase kubeconfig` creates it", cf.path)
 
 
 def _stale_note(cf: CertFile) -> str:
@@ -127,6 +158,8 @@ ROLE_REMEDIES = {
     Role.TLS_CERT_FILE: "restore tlsCertFile from your PKI and restart the kubelet",
     Role.TRUST_ANCHOR: "fix the CA bundle (clientCAFile / --ca-file)",
     Role.WATCHED: "fix it or remove it from --watch",
+    Role.KUBECONFIG: "fix the kubeconfig or remove it from --watch",
+    Role.KUBEADM_CA: "restore the CA from a backup: kubeadm cannot re-create it in place",
 }
 
 
@@ -134,6 +167,9 @@ def _remedy(snapshot: Snapshot, cf: CertFile, error: ReadError) -> str:
     """What to do about an unreadable file: by problem first, then by role."""
     if error.problem in PROBLEM_REMEDIES:
         return PROBLEM_REMEDIES[error.problem]
+    if cf.role is Role.KUBEADM and cf.name:
+        return ("restore it from a backup, or " +
+                kubeadm.renew_hint(cf.name, bool(cf.externally_managed)))
     if cf.role in ROLE_REMEDIES:
         return ROLE_REMEDIES[cf.role]
     previous = next((h.previous_path for h in snapshot.history
@@ -150,15 +186,15 @@ def _unreadable(snapshot: Snapshot, cf: CertFile, path: str, error: ReadError | 
     what = "private key of the " if key else ""
     stale = "" if key else _stale_note(cf)
     remedy = _remedy(snapshot, cf, error) if error else "check the file"
+    subject = f"{ROLE_NAMES[cf.role]} {path}" if key or not cf.name else describe(cf)
     return Finding(codes.CERT_UNREADABLE, severity,
-                   f"cannot read the {what}{ROLE_NAMES[cf.role]} {path}: {detail}{stale}; "
-                   f"{remedy}", path)
+                   f"cannot read the {what}{subject}: {detail}{stale}; {remedy}", path)
 
 
-def _cert_file(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
+def _cert_file(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Finding]:
     problem = cf.link.problem if cf.link is not None else None
     if is_missing(cf):
-        yield from _missing(snapshot, cf)
+        yield from _missing(snapshot, cf, now)
         return
     broken = LINK_PROBLEMS.get(problem) if problem is not None else None
     if broken is not None:
@@ -176,7 +212,7 @@ def _cert_file(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
 def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
     """Findings about the presence and readability of every judged file and the config."""
     for cf in judged_certs(snapshot):
-        yield from _cert_file(snapshot, cf)
+        yield from _cert_file(snapshot, cf, now)
     cfg = snapshot.kubelet_config
     if cfg.error is not None:
         yield Finding(

@@ -26,13 +26,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent import __version__
+from agent.kubelet import SERVING_SIGNER
 from agent.model import (
     AgentState,
     AgentStats,
     ApiState,
     CertFile,
     CertInfo,
-    CsrState,
+    CsrTrail,
     Evaluation,
     KeyMatch,
     ReadProblem,
@@ -90,6 +91,11 @@ CERT_STALE = _f("certificate_stale", "gauge",
                 "1 if the file has become unreadable and these values are the last good ones.",
                 *CERT_LABELS)
 
+KUBEADM_INFO = _f("kubeadm_certificate_info", "gauge",
+                  "1 for each file `kubeadm certs check-expiration` lists, by kubeadm's name "
+                  "(role kubeadm or kubeadm-ca on the certificate series).",
+                  "name", "path", "externally_managed")
+
 # -- verdict --------------------------------------------------------------------------------
 FINDING = _f("finding", "gauge", "1 for each active finding (code: see the README).",
              "code", "severity", "path")
@@ -127,11 +133,15 @@ TEXTFILE_ERRORS = _f("textfile_write_errors_total", "counter",
 
 # -- API server and serving CSRs (absent when offline) -------------------------------------
 CSR_PENDING = _f("serving_csr_pending", "gauge",
-                 "Number of this node's kubelet-serving CSRs waiting for approval.")
-CSR_OLDEST_PENDING = _f("serving_csr_oldest_pending_creation_timestamp_seconds", "gauge",
-                        "Creation time of this node's oldest pending kubelet-serving CSR, "
-                        "Unix time.")
-CSR_INFO = _f("serving_csr_info", "gauge", "1 for each of this node's kubelet-serving CSRs.",
+                 "Pending kubelet-serving CSRs this node made since its last issued "
+                 "certificate, while the newest of them waits for approval; 0 when the node "
+                 "is not waiting (abandoned CSRs never count).")
+CSR_WAITING_SINCE = _f("serving_csr_waiting_since_timestamp_seconds", "gauge",
+                       "Since when this node has been waiting for a serving certificate "
+                       "(its first Pending CSR after the last issued certificate, or when the "
+                       "certificate went overdue), Unix time; absent when not waiting.")
+CSR_INFO = _f("serving_csr_info", "gauge", "1 for each of this node's kubelet-serving CSRs; "
+              "state Abandoned: Pending, but the kubelet no longer waits for it.",
               "name", "state")
 API_REQUESTS = _f("apiserver_requests_total", "counter",
                   "Requests the agent made to the API server, by outcome.", "outcome")
@@ -142,18 +152,25 @@ API_UP = _f("apiserver_up", "gauge",
 
 FAMILIES: tuple[Family, ...] = (
     CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END, CERT_SELF_SIGNED,
-    CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS, HISTORY_GENERATIONS,
+    CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, KUBEADM_INFO, FINDING, STATUS, HISTORY_GENERATIONS,
     HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
     EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
-    CSR_OLDEST_PENDING, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
+    CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
 )
 
 # Counters are pre-initialised at 0 for these labels, so rate() works from the first scrape.
 _ROTATION_ROLES = (Role.CLIENT.value, Role.SERVER.value)
+# Series with a rotation window: not kubeadm's files (renewed by hand, never rotated).
+WINDOW_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE,
+                           Role.WATCHED})
 
 
 def _ts(at: datetime) -> float:
     return at.timestamp()
+
+
+def _yes_no(flag: bool | None) -> str:
+    return "yes" if flag else "no"
 
 
 def _bool(flag: bool) -> float:
@@ -188,10 +205,13 @@ def _cert_labels(cert_file: CertFile, info: CertInfo, role: str) -> tuple[str, .
 
 def _add_cert(out: _Builder, cert_file: CertFile, info: CertInfo, *, anchor: bool) -> None:
     labels = _cert_labels(cert_file, info, Role.TRUST_ANCHOR.value if anchor
-                          else cert_file.role.value)
+                          and cert_file.role is not Role.KUBEADM_CA else cert_file.role.value)
     out.add(CERT_NOT_BEFORE, _ts(info.not_before), labels)
     out.add(CERT_NOT_AFTER, _ts(info.not_after), labels)
-    if not anchor:  # a CA is not rotated by the kubelet: no window to report
+    if cert_file.name:  # kubeadm's name, for alerts that say `kubeadm certs renew <name>`
+        out.add(KUBEADM_INFO, 1.0, (cert_file.name, cert_file.path,
+                                    _yes_no(cert_file.externally_managed)))
+    if not anchor and cert_file.role in WINDOW_ROLES:
         out.add(CERT_WINDOW_START, _ts(info.rotation_window_start), labels)
         out.add(CERT_WINDOW_END, _ts(info.rotation_window_end), labels)
     out.add(CERT_SELF_SIGNED, _bool(cert_file.self_signed), labels)
@@ -204,7 +224,10 @@ def _add_cert(out: _Builder, cert_file: CertFile, info: CertInfo, *, anchor: boo
 
 def _add_certificates(out: _Builder, snapshot: Snapshot) -> None:
     for cert_file in snapshot.certs:
-        if cert_file.leaf is not None:
+        if cert_file.role is Role.KUBEADM_CA:
+            for info in cert_file.chain or ((cert_file.leaf,) if cert_file.leaf else ()):
+                _add_cert(out, cert_file, info, anchor=True)
+        elif cert_file.leaf is not None:
             _add_cert(out, cert_file, cert_file.leaf, anchor=False)
     for anchor in snapshot.anchors:
         # A CA bundle holds several CAs: each is a trust anchor that can expire.
@@ -247,13 +270,14 @@ def _add_stats(out: _Builder, stats: AgentStats, evaluation: Evaluation) -> None
     out.add(TEXTFILE_ERRORS, float(stats.textfile_errors_total))
 
 
-def _add_api(out: _Builder, api: ApiState) -> None:
-    pending = [c for c in api.csrs if c.state is CsrState.PENDING]
-    out.add(CSR_PENDING, float(len(pending)))
-    if pending:
-        out.add(CSR_OLDEST_PENDING, min(_ts(c.created) for c in pending))
+def _add_api(out: _Builder, api: ApiState, serving: CsrTrail | None) -> None:
+    # The checks' verdict on the CSRs, not the raw list: abandoned CSRs never count.
+    out.add(CSR_PENDING, float(len(serving.pending) if serving else 0))
+    if serving is not None and serving.since is not None:
+        out.add(CSR_WAITING_SINCE, _ts(serving.since))
     for csr in api.csrs:
-        out.add(CSR_INFO, 1.0, (csr.name, csr.state.value))
+        abandoned = serving is not None and serving.is_abandoned(csr)
+        out.add(CSR_INFO, 1.0, (csr.name, "Abandoned" if abandoned else csr.state.value))
     for outcome, count in api.requests_by_outcome:
         out.add(API_REQUESTS, float(count), (outcome,))
     if api.last_success is not None:
@@ -274,7 +298,7 @@ def build_metrics(state: AgentState | None) -> list[Metric]:
     _add_history(out, snapshot)
     _add_stats(out, state.stats, state.evaluation)
     if snapshot.api is not None:
-        _add_api(out, snapshot.api)
+        _add_api(out, snapshot.api, state.evaluation.csr_trail(SERVING_SIGNER))
     return out.metrics()
 
 
