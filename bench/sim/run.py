@@ -120,8 +120,8 @@ class _Node:
         self.agent_was_up = up
         self._publish(t, up, due)
         if kubelet.crashed_until > t:
-            heapq.heappush(due, kubelet.crashed_until)
-        heapq.heappush(due, max(kubelet.next_event(), t))
+            _push(due, kubelet.crashed_until)
+        _push(due, kubelet.next_event())
 
     def _publish(self, t: float, up: bool, due: list[float]) -> None:
         s, agent = self.s, self.agent
@@ -134,7 +134,7 @@ class _Node:
             if s.collection == "scrape":
                 samples.update(_up(job, self.run.name, s.name, 1.0))
             self.store.publish(source, t, samples)
-            heapq.heappush(due, agent.next_change(t) or math.inf)
+            _push(due, agent.next_change(t) or math.inf)
         elif s.collection == "scrape":
             self.store.publish(source, t, _up(job, self.run.name, s.name, 0.0))
         # textfile mode with the agent down: node_exporter keeps serving the last file
@@ -154,13 +154,19 @@ def _simulate(s: Scenario, keep: frozenset[str], store: SeriesStore,
         for node in nodes:
             node.play(t, heap)
         for csr in cluster.csrs[seen_csrs:]:  # the API server's answers change at these
-            heap.extend(x for x in csr.changes() if x <= end)
-        heapq.heapify(heap)
+            for x in csr.changes():
+                _push(heap, x)
         seen_csrs = len(cluster.csrs)
         store.tick(t)
         t = _next(heap, t)
     store.refresh(end)
     return s, runs
+
+
+def _push(heap: list[float], at: float) -> None:
+    """Queue a finite instant (the heap holds each instant the loop must stop at)."""
+    if not math.isinf(at):
+        heapq.heappush(heap, at)
 
 
 def _next(heap: list[float], t: float) -> float:

@@ -68,7 +68,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 # The CI run: the scenarios whose events fall early, each cut to a short span.
 REDUCED: dict[str, float] = {
-    "serving-never-approved": 3 * DAY, "short-lived-1h": 3 * DAY, "short-lived-1d": 30 * DAY,
+    "serving-never-approved": 1.5 * DAY, "short-lived-1h": DAY, "short-lived-1d": 24 * DAY,
     "self-signed": 60 * DAY, "watch-expiring": 75 * DAY, "interrupted-swap": 60 * DAY,
     "agent-dead-textfile": 100 * DAY, "agent-dead-scrape": 100 * DAY,
 }
