@@ -59,6 +59,7 @@ class AgentSim:
             cert_dir=kubelet.cert_dir, kubelet_config=root / "config.yaml",
             watch_paths=(watch,) if watch.exists() else (), node_name=kubelet.node)
         self.started: float | None = None
+        self.skew = kubelet.scenario.clock_skew
         self.evaluations = 0
         self._snapshot: Snapshot | None = None
         self._api: ApiState | None = None
@@ -70,8 +71,12 @@ class AgentSim:
         self._csrs_seen: tuple[CsrInfo, ...] = ()
         self._failures_seen = 0
 
+    def clock(self, t: float) -> float:
+        """The node's clock at true instant ``t`` (the agent reads only this one)."""
+        return t + self.skew
+
     def start(self, t: float) -> None:
-        self.started = t
+        self.started = self.clock(t)
         self._snapshot = None
         self._cache = None
         self.kubelet.changed = True
@@ -80,7 +85,7 @@ class AgentSim:
         if self.cluster.reachable(t):
             self._down_since = None
             self._csrs = self.cluster.serving_csrs(self.kubelet.node, t)
-            return ApiState(SERVER, last_success=to_datetime(t), csrs=self._csrs,
+            return ApiState(SERVER, last_success=to_datetime(self.clock(t)), csrs=self._csrs,
                             identity_username=f"system:node:{self.kubelet.node}",
                             identity_groups=("system:nodes", "system:authenticated"))
         if self._down_since is None:
@@ -99,10 +104,10 @@ class AgentSim:
             return True
         api = self._api_state(t)
         same_api = api.csrs == self._csrs_seen and _failures(api) == self._failures_seen
-        return not same_api or t >= self._due
+        return not same_api or self.clock(t) >= self._due
 
     def evaluate(self, t: float) -> dict[SeriesKey, float]:
-        now = to_datetime(t)
+        now = to_datetime(self.clock(t))
         self._api = self._api_state(t)
         self._csrs_seen, self._failures_seen = self._api.csrs, _failures(self._api)
         if self._snapshot is None or self.kubelet.changed:
@@ -121,7 +126,7 @@ class AgentSim:
         samples = dict(self._cache[1])
         for name, labels in list(samples):
             if name == metrics.LAST_EVALUATION.name:
-                samples[(name, labels)] = t
+                samples[(name, labels)] = self.clock(t)
         return samples
 
     def _render(self, evaluation: Evaluation, now: datetime) -> dict[SeriesKey, float]:
@@ -134,6 +139,6 @@ class AgentSim:
     def next_change(self, t: float) -> float | None:
         if self._snapshot is None:
             return None
-        at = next_change(self._snapshot, to_datetime(t))
+        at = next_change(self._snapshot, to_datetime(self.clock(t)))
         self._due = at.timestamp() if at is not None else math.inf
-        return at.timestamp() if at is not None else None
+        return at.timestamp() - self.skew if at is not None else None  # back to true time

@@ -127,7 +127,7 @@ class _Node:
         s, agent = self.s, self.agent
         job, source = JOBS[s.collection], f"{s.name}/{self.run.name}"
         if up and not agent.needs_evaluation(t):
-            self.store.heartbeat(source, t, LAST_EVALUATION)
+            self.store.heartbeat(source, t, LAST_EVALUATION, agent.clock(t))
         elif up:
             samples = agent.evaluate(t)
             self.run.agent_evaluations += 1

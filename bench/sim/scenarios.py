@@ -53,6 +53,11 @@ SCENARIOS: tuple[Scenario, ...] = (
              "client rotation; systemd restarts it 2 hours later and it repairs the link",
              kill_kubelet_mid_swap=0.0, client_age=280 * DAY,
              expect="no critical page"),
+    Scenario("clock-ahead-2h", "the node's clock runs 2 hours ahead (healthy otherwise)",
+             clock_skew=2 * HOUR, expect="no alert"),
+    Scenario("clock-behind-2h", "the node's clock runs 2 hours behind (healthy otherwise): "
+             "each new certificate is 'not yet valid' on the node for 1 h 55 m",
+             clock_skew=-2 * HOUR, expect="no page (nothing breaks)"),
     Scenario("short-lived-1h", "1-hour certificates (signing duration 1 h), a custom "
              "approver signs serving CSRs in 5 s; 3 days",
              span=3 * DAY, signer_duration=HOUR, client_age=10 * MINUTE,

@@ -19,10 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REFRESH = 3 * 3600.0  # seconds between repeated samples of an unchanged series
 LOOKBACK = "4h"  # must exceed REFRESH
-# The daemon re-evaluates every 5 minutes; its last-evaluation timestamp is written at
-# most this often, so a rule sees it at most 12 minutes old (any "stale" threshold above
-# that behaves as with a real 1-minute scrape).
-HEARTBEAT = 720.0
+# The daemon re-evaluates every 5 minutes; its last-evaluation timestamp is written every
+# 7 minutes here, so any 15-minute window holds two different values while the agent
+# lives (what KubeletCertAgentStale's changes() needs), as with a real 1-minute scrape.
+HEARTBEAT = 420.0
 
 Labels = tuple[tuple[str, str], ...]
 SeriesKey = tuple[str, Labels]
@@ -96,17 +96,26 @@ class SeriesStore:
                     self._append(s, t, value)
                     t += REFRESH
 
-    def heartbeat(self, source: str, at: float, name: str) -> None:
-        """``source`` re-published at ``at``: only the ``name`` series (value ``at``) change."""
+    def heartbeat(self, source: str, at: float, name: str, value: float) -> None:
+        """``source`` re-published at ``at``: only the ``name`` series change (to ``value``,
+        the node's clock)."""
         for key in self._live.get(source, {}):
             if key[0] == name:
-                self._live[source][key] = at
+                self._live[source][key] = value
                 s = self._series[key]
                 if at - s.times[-1] >= HEARTBEAT:
-                    self._append(s, at, at)
+                    self._append(s, at, value)
 
     def tick(self, at: float) -> None:
-        """Keep unchanged series fresh: repeat those last written ``REFRESH`` ago."""
+        """Keep unchanged series fresh: repeat those last written ``REFRESH`` ago, and the
+        heartbeat family every ``HEARTBEAT`` (a rule reads it with a range function, which
+        sees only the samples inside its window: a frozen textfile is scraped every minute)."""
+        for samples in self._live.values():
+            for key, value in samples.items():
+                if key[0] == self.heartbeat_name:
+                    s = self._series[key]
+                    if at - s.times[-1] >= HEARTBEAT and not math.isnan(s.values[-1]):
+                        self._append(s, at, value)
         if at - self._last_tick < REFRESH / 4:
             return
         self._last_tick = at

@@ -59,6 +59,7 @@ class Scenario:
     kubelet_down_around: Window | None = None  # offsets from the client rotation deadline
     kill_kubelet_mid_swap: float | None = None  # first swap after this dies after step 3
     agent_down: tuple[Window, ...] = ()
+    clock_skew: float = 0.0  # the node's clock minus true time, seconds
     collection: str = "scrape"  # "scrape" (/metrics) or "textfile" (node_exporter)
     expect: str = ""  # what the table should show, for the reader
     nodes: int = 1
