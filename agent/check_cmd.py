@@ -22,7 +22,7 @@ from agent import clock as clockmod
 from agent import codes, config
 from agent.clock import Clock
 from agent.config import SourceSettings
-from agent.model import ApiState, Evaluation, Snapshot
+from agent.model import ApiState, Evaluation, ProbeResult, Snapshot
 
 # The kubelet's swap leaves -current.pem missing for microseconds (remove, then rename):
 # a check that lands in that gap looks again rather than report a missing certificate.
@@ -40,7 +40,9 @@ self-signed serving certificates, key/certificate match, identity
 (CN=system:node:<node>, SANs), trust, history of rotations; unless --offline,
 this node's kubelet-serving CSRs on the API server (pending, denied, not issued).
 On a kubeadm control plane (--kubeadm-dir, default /etc/kubernetes when pki/ca.crt
-exists) also everything `kubeadm certs check-expiration` lists, in its layout."""
+exists) also everything `kubeadm certs check-expiration` lists, in its layout.
+Unless --no-probe, one TLS handshake with the kubelet's serving port (--kubelet-endpoint)
+compares what it serves with the file it should serve."""
 
 EPILOG = """\
 exit codes (Nagios):
@@ -121,8 +123,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=run)
 
 
+def probe_kubelet(sources: SourceSettings, now: datetime) -> ProbeResult | None:
+    """One handshake with the kubelet's serving port, unless --no-probe."""
+    kubelet = sources.kubelet
+    if not kubelet.probe:
+        return None
+    from agent.sources.probe import probe_once
+
+    return probe_once(kubelet.host, kubelet.port, now, kubelet.probe_timeout)
+
+
 def build_past_swap_gap(sources: SourceSettings, now: datetime, api: ApiState | None,
-                        sleep: Callable[[float], None] = time.sleep) -> Snapshot:
+                        sleep: Callable[[float], None] = time.sleep,
+                        probe: ProbeResult | None = None) -> Snapshot:
     """Build the snapshot; if it caught the kubelet between swap steps 3 and 4, re-read.
 
     A gap that outlives the retries is real (an interrupted rotation) and is judged.
@@ -130,12 +143,12 @@ def build_past_swap_gap(sources: SourceSettings, now: datetime, api: ApiState | 
     from agent.checks.common import in_swap_gap
     from agent.snapshot import build_snapshot
 
-    snapshot = build_snapshot(sources, now, api)
+    snapshot = build_snapshot(sources, now, api, probe)
     for _ in range(SWAP_GAP_RETRIES):
         if not in_swap_gap(snapshot):
             break
         sleep(SWAP_GAP_PAUSE_SECONDS)
-        snapshot = build_snapshot(sources, now, api)
+        snapshot = build_snapshot(sources, now, api, probe)
     return snapshot
 
 
@@ -153,8 +166,14 @@ def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow,
 
         # The API is asked about the real present (CSRs are live state); only the
         # certificates are judged at --at.
-        api = fetch_once(settings.api, settings.sources.node_name, clock)
-    snapshot = build_past_swap_gap(settings.sources, now, api, sleep)
+        from agent.sources.lifeline import Lifeline
+
+        lifeline = Lifeline(settings.api, settings.sources.node_name, clock,
+                            settings.sources.kubelet.bootstrap_kubeconfig)
+        api = fetch_once(settings.api, settings.sources.node_name, clock, lifeline=lifeline)
+    # The probe, like the API, looks at the real present (what is served now).
+    probe = probe_kubelet(settings.sources, clock())
+    snapshot = build_past_swap_gap(settings.sources, now, api, sleep, probe)
     # The daemon waits for several failures in a row before calling the API server
     # unreachable; a one-shot check makes one attempt, so one failure is the verdict.
     policy = replace(settings.policy, api_failures_before_unreachable=1)

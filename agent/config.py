@@ -8,7 +8,9 @@ argparse namespace into frozen settings; nothing here touches the filesystem.
 from __future__ import annotations
 
 import argparse
+import math
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,10 +25,37 @@ DEFAULT_KUBECONFIGS = (
     "/etc/kubernetes/kubelet.kubeconfig",
     "/var/lib/kubelet/kubeconfig",
 )
+DEFAULT_BOOTSTRAP_KUBECONFIG = "/etc/kubernetes/bootstrap-kubelet.conf"
+DEFAULT_KUBELET_HOST = "127.0.0.1"
+DEFAULT_KUBELET_PORT = 10250
 DEFAULT_LISTEN = "127.0.0.1:9731"
 # The thresholds' defaults live in one place, the model's Policy: flags and --help read them.
 _P = Policy()
 MAX_FILE_BYTES = 1 << 20  # read at most 1 MiB of any input file
+
+
+@dataclass(frozen=True)
+class KubeletSettings:
+    """What the agent knows about the running kubelet, each fact with where it came from.
+
+    The one place the kubelet's serving endpoint, --kubeconfig and --bootstrap-kubeconfig
+    are decided: today from flags and defaults (``kubelet_settings``); kubelet discovery
+    (issue #10) replaces that function and nothing else needs to change.
+    """
+
+    host: str = DEFAULT_KUBELET_HOST  # where to dial (never 0.0.0.0 / ::)
+    port: int = DEFAULT_KUBELET_PORT
+    endpoint_source: str = "default"
+    kubeconfig: Path | None = None  # None: the first existing of DEFAULT_KUBECONFIGS
+    kubeconfig_source: str = "default"
+    bootstrap_kubeconfig: Path | None = Path(DEFAULT_BOOTSTRAP_KUBECONFIG)
+    bootstrap_source: str = "default"
+    probe: bool = True  # --no-probe turns the serving-port probe off
+    probe_timeout: float = 3.0
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -44,6 +73,7 @@ class SourceSettings:
     kubeadm_explicit: bool = False
     node_name: str = ""
     max_file_bytes: int = MAX_FILE_BYTES
+    kubelet: KubeletSettings = KubeletSettings()
 
 
 @dataclass(frozen=True)
@@ -80,18 +110,37 @@ class Settings:
     daemon: DaemonSettings
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, upper: float) -> float:
+    """A finite number in (0, ``upper``]: nan, inf and 1e308 never reach a timedelta."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    if value > upper:
+        raise argparse.ArgumentTypeError(f"must be at most {upper:g}: {text!r}")
     return value
 
 
+def _bounded(upper: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        return _number(text, upper)
+
+    parse.__name__ = "number"  # argparse names the type in "invalid number value"
+    return parse
+
+
+MAX_DAYS = 3650.0  # ten years: more is a typo, and days * 86400 must stay a valid timedelta
+MAX_SECONDS = 7 * 86400.0
+_days = _bounded(MAX_DAYS)
+_seconds = _bounded(MAX_SECONDS)
+
+
 def _fraction(text: str) -> float:
-    value = _positive_float(text)
+    value = _number(text, 1.0)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1: {text!r}")
     return value
@@ -121,27 +170,71 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not look at the kubeadm control plane")
     g.add_argument("--node-name", default=None, metavar="NAME",
                    help="this node's name as the API server knows it (default: the host name)")
+    g.add_argument("--kubelet-endpoint", type=_endpoint, default=None, metavar="HOST:PORT",
+                   help="the kubelet's serving address to probe with a TLS handshake "
+                        f"(default: {DEFAULT_KUBELET_HOST}:{DEFAULT_KUBELET_PORT})")
+    g.add_argument("--no-probe", action="store_true",
+                   help="do not probe the kubelet's serving port")
+    g.add_argument("--bootstrap-kubeconfig", default=DEFAULT_BOOTSTRAP_KUBECONFIG,
+                   metavar="FILE",
+                   help="the kubelet's --bootstrap-kubeconfig; its token is checked once a "
+                        "day unless --offline; '' for none (default: %(default)s)")
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r} (e.g. 127.0.0.1:10250)")
+    return dialable(host), int(port)
+
+
+def dialable(host: str) -> str:
+    """The address to dial for a kubelet listening on ``host``: loopback for 'all'."""
+    if host in ("0.0.0.0", ""):  # noqa: S104 - parsing the kubelet's address, not binding
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def kubelet_settings(ns: argparse.Namespace) -> KubeletSettings:
+    """The kubelet facts from the flags (kubelet discovery will take this over)."""
+    endpoint = getattr(ns, "kubelet_endpoint", None)
+    kubeconfig = getattr(ns, "kubeconfig", None)
+    bootstrap = getattr(ns, "bootstrap_kubeconfig", DEFAULT_BOOTSTRAP_KUBECONFIG)
+    return KubeletSettings(
+        host=endpoint[0] if endpoint else DEFAULT_KUBELET_HOST,
+        port=endpoint[1] if endpoint else DEFAULT_KUBELET_PORT,
+        endpoint_source="--kubelet-endpoint" if endpoint else "default",
+        kubeconfig=_opt_path(kubeconfig),
+        kubeconfig_source="--kubeconfig" if kubeconfig else "default",
+        bootstrap_kubeconfig=_opt_path(bootstrap),
+        bootstrap_source=("default" if bootstrap == DEFAULT_BOOTSTRAP_KUBECONFIG
+                          else "--bootstrap-kubeconfig"),
+        probe=not getattr(ns, "no_probe", False),
+        probe_timeout=getattr(ns, "probe_timeout", 3.0))  # not a flag: tests shorten it
 
 
 def add_policy_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("thresholds")
-    g.add_argument("--critical-days", type=_positive_float, default=_P.critical_days,
+    g.add_argument("--critical-days", type=_days, default=_P.critical_days,
                    metavar="DAYS",
                    help="CERT_EXPIRING_SOON is critical below min(DAYS, --critical-fraction "
                         "of the lifetime) left (default: %(default)s)")
     g.add_argument("--critical-fraction", type=_fraction, default=_P.critical_fraction, metavar="F",
                    help="(default: %(default)s)")
-    g.add_argument("--warning-days", type=_positive_float, default=_P.warning_days, metavar="DAYS",
+    g.add_argument("--warning-days", type=_days, default=_P.warning_days, metavar="DAYS",
                    help="CERT_EXPIRING_SOON is a warning below min(DAYS, --warning-fraction "
                         "of the lifetime) left (default: %(default)s)")
     g.add_argument("--warning-fraction", type=_fraction, default=_P.warning_fraction, metavar="F",
                    help="(default: %(default)s: 90 %% of the lifetime, where the kubelet's "
                         "rotation window ends, so a healthy node never warns)")
-    g.add_argument("--csr-stale-after", type=_positive_float,
+    g.add_argument("--csr-stale-after", type=_seconds,
                    default=_P.csr_stale_after.total_seconds(), metavar="SECONDS",
                    help="a serving CSR Pending longer than this raises SERVING_CSR_PENDING "
                         "(default: %(default)s)")
-    g.add_argument("--issue-timeout", type=_positive_float,
+    g.add_argument("--issue-timeout", type=_seconds,
                    default=_P.issue_timeout.total_seconds(), metavar="SECONDS",
                    help="an approved CSR without a certificate after this raises "
                         "SERVING_CSR_NOT_ISSUED (default: %(default)s)")
@@ -163,7 +256,7 @@ def add_api_arguments(p: argparse.ArgumentParser) -> None:
                    help="CA bundle to verify the API server, overriding the kubeconfig's")
     g.add_argument("--insecure", action="store_true",
                    help="allow insecure-skip-tls-verify in the kubeconfig (not recommended)")
-    g.add_argument("--csr-interval", type=_positive_float, default=60.0, metavar="SECONDS",
+    g.add_argument("--csr-interval", type=_seconds, default=60.0, metavar="SECONDS",
                    help="re-list period when watching is refused (default: %(default)s)")
 
 
@@ -174,9 +267,9 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--textfile-dir", default=None, metavar="DIR",
                    help="write kubelet_cert_agent.prom here for node_exporter's textfile "
                         "collector (e.g. /var/lib/prometheus/node-exporter)")
-    g.add_argument("--poll", type=_positive_float, default=None, metavar="SECONDS",
+    g.add_argument("--poll", type=_seconds, default=None, metavar="SECONDS",
                    help="poll instead of inotify (filesystems without inotify)")
-    g.add_argument("--settle", type=_positive_float, default=2.0, metavar="SECONDS",
+    g.add_argument("--settle", type=_seconds, default=2.0, metavar="SECONDS",
                    help="a bad verdict about a file that just changed is published only after "
                         "it held this long (the kubelet's swap is not atomic) "
                         "(default: %(default)s)")
@@ -200,6 +293,7 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
             getattr(ns, "kubeadm_dir", None) or default_kubeadm_dir()),
         kubeadm_explicit=bool(getattr(ns, "kubeadm_dir", None)),
         node_name=ns.node_name or socket.gethostname(),
+        kubelet=kubelet_settings(ns),
     )
     policy = Policy(
         critical_days=getattr(ns, "critical_days", _P.critical_days),

@@ -102,8 +102,9 @@ def write_control_plane(root: Path, node: str, now: datetime) -> Path:
 def check_command(directory: str, node: str, *, control_plane: bool = False) -> str:
     """The ``check`` command line to run on the demo (paths as the user typed them)."""
     base = directory.rstrip("/") or "/"
+    # --no-probe: the demo's files are not what this machine's kubelet (if any) serves
     kubeadm = ["--kubeadm-dir", f"{base}/kubernetes"] if control_plane else []
-    return shlex.join(["kubelet-cert-agent", "check", "--offline",
+    return shlex.join(["kubelet-cert-agent", "check", "--offline", "--no-probe",
                        "--cert-dir", f"{base}/pki", "--kubelet-config", f"{base}/config.yaml",
                        "--node-name", node, *kubeadm])
 

@@ -1,6 +1,7 @@
 """Sources -> one immutable :class:`agent.model.Snapshot`.
 
-``build_snapshot`` never raises: every failure is data (a LinkProblem, a ReadError).
+``build_snapshot`` turns every input failure into data (a LinkProblem, a ReadError); it
+raises only :class:`~agent.faults.AgentFault`, a failure of the agent itself.
 ``merge_stale`` carries the last good certificate over a read failure, marked stale.
 ``input_paths`` / ``watch_dirs`` tell the watcher which files and directories matter.
 """
@@ -8,17 +9,17 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import replace
 from datetime import datetime
 
 from agent.config import SourceSettings
+from agent.faults import AgentFault, raise_if_agent_errno
 from agent.kubelet import ROTATING_ROLES, current_name, updated_name
 from agent.model import (
     ApiState,
     CertFile,
-    KubeletConfigInfo,
-    ReadError,
-    ReadProblem,
+    ProbeResult,
     Role,
     Snapshot,
 )
@@ -26,30 +27,38 @@ from agent.sources.certdir import scan_cert_dir
 from agent.sources.certfile import load_anchors, load_cert_file
 from agent.sources.kubeadm import is_control_plane, load_kubeadm
 from agent.sources.kubeletconfig import read_kubelet_config
+from agent.sources.kubeletkubeconfig import read_kubelet_kubeconfig
 from agent.sources.watched import load_watched, walk_dirs
 
 SELF_SIGNED_FILES = ("kubelet.crt", "kubelet.key")
 
 
 def build_snapshot(sources: SourceSettings, now: datetime,
-                   api: ApiState | None = None) -> Snapshot:
+                   api: ApiState | None = None, probe: ProbeResult | None = None) -> Snapshot:
     """Inventory every local input at ``now``.
 
     ``certs`` order: client, server (always present, possibly MISSING), kubelet.crt
     (when present), tlsCertFile (when configured), ``--watch`` files sorted by path, then
-    on a kubeadm control plane its fourteen files in kubeadm's order.
+    on a kubeadm control plane its fourteen files in kubeadm's order; then
+    the chain the serving port presented (role ``served``) when ``probe`` got one.
     """
     cert_dir = os.path.abspath(sources.cert_dir)
     try:
-        return _build(sources, cert_dir, now, api)
-    except Exception as exc:  # belt and braces: each source already turns errors into data
-        error = ReadError(ReadProblem.IO_ERROR,
-                          f"inventory failed unexpectedly ({type(exc).__name__})")
-        certs = tuple(CertFile(role=role, path=os.path.join(cert_dir, current_name(role)),
-                               read_error=error) for role in ROTATING_ROLES)
-        config = KubeletConfigInfo(path=str(sources.kubelet_config or "") or None)
-        return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
-                        kubelet_config=config, certs=certs, api=api)
+        return with_probe(_build(sources, cert_dir, now, api), probe)
+    except AgentFault:
+        raise
+    except Exception as exc:  # each source turns input errors into data: this is our bug
+        # Never a made-up CERT_UNREADABLE about the operator's files (issue 8): the daemon
+        # keeps the last good verdict, marked stale, and counts the failure as the agent's.
+        raise AgentFault("snapshot", f"inventory failed ({type(exc).__name__})") from exc
+
+
+def with_probe(snapshot: Snapshot, probe: ProbeResult | None) -> Snapshot:
+    """``snapshot`` with the probe's result; its served chain becomes a ``served`` cert."""
+    certs = tuple(c for c in snapshot.certs if c.role is not Role.SERVED)
+    if probe is not None and probe.served is not None:
+        certs += (probe.served,)
+    return replace(snapshot, probe=probe, certs=certs)
 
 
 def _build(sources: SourceSettings, cert_dir: str, now: datetime,
@@ -64,6 +73,9 @@ def _build(sources: SourceSettings, cert_dir: str, now: datetime,
     if config.tls_cert_file:
         certs.append(load_cert_file(Role.TLS_CERT_FILE, config.tls_cert_file, anchors, limit,
                                     key_path=config.tls_private_key_file))
+    kubeconfig, kubeconfig_certs = read_kubelet_kubeconfig(sources.kubelet, cert_dir, anchors,
+                                                           limit)
+    certs.extend(kubeconfig_certs)
     # --watch files are judged for expiry and readability only: verifying each against
     # the anchors would double the cost of a 10,000-file directory for a fact no check uses.
     certs.extend(load_watched(sources.watch_paths, (), limit,
@@ -74,7 +86,8 @@ def _build(sources: SourceSettings, cert_dir: str, now: datetime,
     return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
                     kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
                     history=scan.history, updated_links=scan.updated_links, api=api,
-                    kubeadm_dir=kubeadm_dir, cert_dir_error=scan.dir_error)
+                    kubeconfig=kubeconfig, kubeadm_dir=kubeadm_dir,
+                    cert_dir_error=scan.dir_error, cert_dir_identity=dir_identity(cert_dir))
 
 
 def kubeadm_root(sources: SourceSettings) -> str | None:
@@ -84,6 +97,20 @@ def kubeadm_root(sources: SourceSettings) -> str | None:
         return None
     root = os.path.abspath(sources.kubeadm_dir)
     return root if sources.kubeadm_explicit or is_control_plane(root) else None
+
+
+def dir_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of a directory; None if it is missing or not a directory.
+
+    Compared at each evaluation: a bind mount over the cert dir or a directory replaced
+    under the same name is another directory, whose watches must be re-armed.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise_if_agent_errno(exc, "sources")
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 def _carry(previous: CertFile | None, current: CertFile, now: datetime) -> CertFile:
@@ -131,10 +158,16 @@ def input_paths(snapshot: Snapshot, sources: SourceSettings) -> frozenset[str]:
     paths.update(os.path.join(root, n) for n in SELF_SIGNED_FILES)
     paths.update(snapshot.updated_links)
     for c in snapshot.certs + snapshot.anchors:
+        if c.role is Role.SERVED:  # seen on the network, not a file
+            continue
+        if "#" in c.path:  # embedded in a kubeconfig: that file is an input already
+            continue
         paths.update(p for p in (c.path, c.target, c.key_path, _link_target(c)) if p)
     paths.update(h.previous_path for h in snapshot.history if h.previous_path)
     if snapshot.kubelet_config.path:
         paths.add(snapshot.kubelet_config.path)
+    if snapshot.kubeconfig is not None and snapshot.kubeconfig.path:
+        paths.add(os.path.abspath(snapshot.kubeconfig.path))
     paths.update(os.path.abspath(p) for p in
                  sources.ca_files + sources.watch_paths + sources.watch_recursive)
     return frozenset(paths)

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from agent import codes
-from agent.checks.common import rotation_managed
+from agent.checks.common import client_expiry, rotation_managed
 from agent.kubelet import ROLE_NAMES, ROTATING_ROLES, duration, iso
-from agent.model import CertFile, CertInfo, Finding, Policy, Role, Severity, Snapshot
+from agent.model import CertFile, CertInfo, Finding, Policy, Severity, Snapshot
 
 
 def _managed(snapshot: Snapshot) -> Iterator[tuple[CertFile, CertInfo]]:
@@ -45,9 +45,7 @@ def disabled(snapshot: Snapshot) -> Iterator[Finding]:
     cfg = snapshot.kubelet_config
     if cfg.rotate_certificates is not False:
         return
-    client = snapshot.cert(Role.CLIENT)
-    expires = (f" (it expires {iso(client.leaf.not_after)})"
-               if client is not None and client.leaf is not None else "")
+    expires = client_expiry(snapshot)
     yield Finding(
         codes.ROTATION_DISABLED, Severity.WARNING,
         f"rotateCertificates is false in {cfg.path}: the kubelet will not renew its client "
