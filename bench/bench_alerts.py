@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     for _, _, part, _ in played:
         store.merge(part)
     end = EPOCH + max(s.span for s, *_ in played)
-    firings = engine.evaluate(rules, store.openmetrics(), EPOCH, end)
+    firings = engine.evaluate(rules, store.openmetrics(), EPOCH, end, store.names())
     scores = [oracle.score(s, truth, firings) for s, truth, _, _ in played]
     total = time.monotonic() - started
     print(report.table(scores))

@@ -177,8 +177,13 @@ def _episodes(rule: Rule, labels: tuple[tuple[str, str], ...],
 
 
 def evaluate(rules: list[Rule], openmetrics: Iterable[str], start: float,
-             end: float) -> list[Firing]:
-    """Every firing episode of every rule over [start, end]."""
+             end: float, present: frozenset[str] | None = None) -> list[Firing]:
+    """Every firing episode of every rule over [start, end].
+
+    ``present``: the metric names the series hold; a rule reading none of them (and not
+    built on ``absent()``) returns nothing whatever the instant, so it is not queried."""
+    if present is not None:
+        rules = [r for r in rules if "absent(" in r.expr or metric_names([r]) & present]
     workdir = Path(tempfile.mkdtemp(prefix="sim-prom-"))
     prom = None
     try:

@@ -137,6 +137,10 @@ class SeriesStore:
         """Add another run's series (scenario labels keep them apart)."""
         self._series.update(other._series)
 
+    def names(self) -> frozenset[str]:
+        """Every metric name that has at least one sample."""
+        return frozenset(key[0] for key in self._series)
+
     def sample_count(self) -> int:
         return sum(len(s.times) for s in self._series.values())
 
