@@ -69,14 +69,17 @@ class TestMissing:
 
     @pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER], ids=["client", "server"])
     def test_a_swap_gap_that_is_still_there_is_an_interrupted_rotation(self, role: Role) -> None:
-        """-current.pem missing with -updated.pem present: restart the kubelet, it renames it."""
+        """-current.pem missing with -updated.pem present: restart the kubelet, it renames it.
+
+        A warning: the new certificate is intact and the kubelet repairs the link at start,
+        so an interrupted swap must not page (bench/bench_alerts.py, interrupted-swap)."""
         certs = [client(), server()]
         certs[0 if role is Role.CLIENT else 1] = missing(role)
         found = list(files.check(snapshot(*certs, updated_links=(UPDATED[role],)), NOW,
                                  Policy()))
         code = codes.CLIENT_CERT_MISSING if role is Role.CLIENT else codes.SERVER_CERT_MISSING
         f = only(found, code)
-        assert f.severity is Severity.CRITICAL
+        assert f.severity is Severity.WARNING
         assert UPDATED[role] in f.message
         assert "restart the kubelet" in f.message
 

@@ -49,9 +49,12 @@ LINK_PROBLEMS = {
 
 
 def _interrupted_swap(cf: CertFile, code: str) -> Finding:
+    """A warning, not critical: the new generation is intact behind -updated.pem and the
+    kubelet's file store renames it into place at its next start (systemd restarts it
+    within seconds); nothing is lost unless the kubelet stays down."""
     updated = os.path.join(os.path.dirname(cf.path), updated_name(cf.role))
     return Finding(
-        code, Severity.CRITICAL,
+        code, Severity.WARNING,
         f"{cf.path} is missing but {updated} exists: the kubelet stopped in the middle of a "
         "certificate rotation; restart the kubelet (`systemctl restart kubelet`), which "
         "renames the -updated.pem link into place at start", cf.path)
