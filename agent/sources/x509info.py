@@ -22,8 +22,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from agent.kubelet import read_sans
 from agent.model import CertDetails, CertInfo
-from agent.sources.dername import clear_cache as clear_name_cache
-from agent.sources.dername import subject_and_issuer
 
 # cryptography warns on stderr, at every parse, about a negative or zero serial (RFC 5280
 # forbids them, real CAs have issued them). The serial is reported as it is ("-3039");
@@ -164,10 +162,9 @@ def _subject_fields(subject: x509.Name) -> tuple[str | None, tuple[str, ...]]:
 
 def _describe(cert: x509.Certificate, data: bytes) -> CertInfo:
     """What the metrics and the expiry/issuer checks need; the rest waits (``_FromDer``)."""
-    # cert.subject/issuer build a Python object per attribute: read the DER when it can.
-    names = subject_and_issuer(data)
-    subject_text, issuer_text = names or (cert.subject.rfc4514_string(),
-                                          cert.issuer.rfc4514_string())
+    # cryptography's RFC 4514 text, once per certificate (describe_der caches by DER).
+    subject_text = cert.subject.rfc4514_string()
+    issuer_text = cert.issuer.rfc4514_string()
     return CertInfo(
         subject=subject_text,
         issuer=issuer_text,
@@ -211,4 +208,3 @@ def clear_cache() -> None:
     """Forget every described certificate (benchmarks measure cold parses)."""
     describe_der.cache_clear()
     subject_of.cache_clear()
-    clear_name_cache()
