@@ -16,6 +16,7 @@ from agent.model import AgentState, Evaluation
 from agent.sinks.http import MetricsServer, parse_listen, serve
 from agent.sinks.jsonout import evaluation_to_dict
 from tests import metrics_fixtures as fx
+from tests.conftest import require_tool
 from tests.nodetree import real_node_state
 
 
@@ -260,3 +261,69 @@ class TestLifecycle:
             assert get(running, "/metrics")[0] == 200
         finally:
             running.shutdown()
+
+
+# What Prometheus' scraper sends.
+PROMETHEUS = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+              "Accept-Encoding": "gzip"}
+
+
+class TestGzip:
+    """Prometheus sends ``Accept-Encoding: gzip``: the state part is one pre-compressed gzip
+    member, the live families another; every reader must see one exposition."""
+
+    def test_gzip_is_sent_only_when_asked(self, server: MetricsServer,
+                                          published: Published) -> None:
+        """No Accept-Encoding (or gzip;q=0): identity; gzip: Content-Encoding gzip."""
+        published.state = fx.full_state()
+        _, plain_headers, _ = get(server, "/metrics")
+        _, refused, _ = get(server, "/metrics", headers={"Accept-Encoding": "gzip;q=0"})
+        _, zipped, body = get(server, "/metrics", headers=PROMETHEUS)
+        assert "Content-Encoding" not in plain_headers and "Content-Encoding" not in refused
+        assert zipped["Content-Encoding"] == "gzip" and body[:2] == b"\x1f\x8b"
+        assert int(zipped["Content-Length"]) == len(body)
+
+    @pytest.mark.parametrize("accept", [
+        pytest.param("", id="text-0.0.4"),
+        pytest.param("application/openmetrics-text;version=1.0.0", id="openmetrics"),
+    ])
+    def test_the_members_decompress_to_the_plain_answer(
+            self, server: MetricsServer, published: Published, accept: str) -> None:
+        """Python's gzip (all members) gives the identity body, one # EOF at the end."""
+        import gzip
+
+        published.state = fx.full_state()
+        _, _, plain = get(server, "/metrics", headers={"Accept": accept})
+        _, _, zipped = get(server, "/metrics", headers={"Accept": accept,
+                                                         "Accept-Encoding": "gzip"})
+        text = gzip.decompress(zipped)
+        assert zipped.count(b"\x1f\x8b\x08") >= 2  # really two members
+        assert without_process(text) == without_process(plain)
+        assert text.count(b"# EOF") == (1 if accept else 0)
+
+    def test_requests_and_prometheus_client_parse_the_gzipped_stream(
+            self, server: MetricsServer, published: Published) -> None:
+        """urllib3's decoder (requests) and prometheus_client's OpenMetrics parser read
+        both members: the live health families come after the state's."""
+        import requests
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+        published.state = fx.full_state()
+        reply = requests.get(f"{server.url}/metrics", headers=PROMETHEUS, timeout=30)
+        names = {family.name for family in text_string_to_metric_families(reply.text)}
+        assert reply.headers["Content-Encoding"] == "gzip"
+        assert {"kubelet_cert_agent_status", "kubelet_cert_agent_verdict_stale",
+                "process_cpu_seconds"} <= names
+
+    def test_promtool_accepts_the_decompressed_stream(
+            self, server: MetricsServer, published: Published) -> None:
+        """Debian's promtool (Prometheus' own parser) lints the two members as one."""
+        import gzip
+        import subprocess
+
+        promtool = require_tool("promtool")
+        published.state = fx.full_state()
+        _, _, zipped = get(server, "/metrics", headers={"Accept-Encoding": "gzip"})
+        result = subprocess.run([promtool, "check", "metrics"], input=gzip.decompress(zipped),
+                                capture_output=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr

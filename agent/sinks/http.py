@@ -13,6 +13,7 @@ event and ``internal_errors_total{component="http"}``) and requests are not logg
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import time
@@ -77,14 +78,15 @@ class Endpoints:
         # scrape under a flood) at most once per PROCESS_TTL seconds. Per content type.
         self._health_cache: dict[str, tuple[HealthSnapshot, bytes]] = {}
         self._process_cache: dict[str, tuple[float, bytes]] = {}
+        self._gzip_cache: dict[str, tuple[bytes, bytes, bytes]] = {}
         # Shared with the daemon, which renders each state there before publishing it.
         self._expositions = expositions
 
-    def respond(self, path: str, accept: str) -> Response:
+    def respond(self, path: str, accept: str, accept_encoding: str = "") -> Response:
         route = urlsplit(path).path
         try:
             if route == "/metrics":
-                return self._metrics(accept)
+                return self._metrics(accept, _wants_gzip(accept_encoding))
             if route == "/healthz":
                 return self._healthz()
             if route == "/status":
@@ -92,12 +94,12 @@ class Endpoints:
         except Exception as exc:  # a request must get an answer, never a traceback
             self._health.internal_error("http")
             _log.error("http_request_failed", path=route, error=type(exc).__name__)
-            return Response(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT,
-                            f"internal error: {type(exc).__name__}\n".encode())
-        return Response(HTTPStatus.NOT_FOUND, _TEXT,
-                        b"not found: try /metrics, /healthz or /status\n")
+            return Response.of(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT,
+                               f"internal error: {type(exc).__name__}\n".encode())
+        return Response.of(HTTPStatus.NOT_FOUND, _TEXT,
+                           b"not found: try /metrics, /healthz or /status\n")
 
-    def _metrics(self, accept: str) -> Response:
+    def _metrics(self, accept: str, gzipped: bool) -> Response:
         encoder, content_type = choose_encoder(accept)
         try:
             state = self._get_state()
@@ -107,12 +109,24 @@ class Endpoints:
             state = None
         # Rendered by the daemon before it published the state (a lookup here), or now for a
         # state or content type nobody rendered ahead.
-        content_type, body = self._expositions.body(state, accept)
-        # The agent's health and process_* move between evaluations: appended after the
-        # cached verdict. OpenMetrics allows one "# EOF", last.
-        live = self._live_health(encoder, content_type) + self._live_process(encoder,
-                                                                             content_type)
-        return Response(HTTPStatus.OK, content_type, _strip_eof(body) + live)
+        content_type, rendered = self._expositions.rendered(state, accept)
+        # The agent's health and process_* move between evaluations: written after the
+        # cached verdict (OpenMetrics allows one "# EOF", last: the state part has none).
+        # Two parts, never joined; gzipped, two members of one stream.
+        health = self._live_health(encoder, content_type)
+        process = self._live_process(encoder, content_type)
+        if not gzipped:
+            return Response(HTTPStatus.OK, content_type, (rendered.open, health, process))
+        return Response(HTTPStatus.OK, content_type,
+                        (rendered.gzipped(), self._live_gzip(content_type, health, process)),
+                        content_encoding="gzip")
+
+    def _live_gzip(self, content_type: str, health: bytes, process: bytes) -> bytes:
+        cached = self._gzip_cache.get(content_type)
+        if cached is None or cached[0] is not health or cached[1] is not process:
+            cached = self._gzip_cache[content_type] = (
+                health, process, gzip.compress(health + process, mtime=0))
+        return cached[2]
 
     def _live_health(self, encoder: Encoder, content_type: str) -> bytes:
         health = self._health.snapshot()
@@ -131,16 +145,26 @@ class Endpoints:
 
     def _healthz(self) -> Response:
         if self._get_state() is None:
-            return Response(HTTPStatus.SERVICE_UNAVAILABLE, _TEXT, b"no evaluation yet\n")
-        return Response(HTTPStatus.OK, _TEXT, b"ok\n")
+            return Response.of(HTTPStatus.SERVICE_UNAVAILABLE, _TEXT, b"no evaluation yet\n")
+        return Response.of(HTTPStatus.OK, _TEXT, b"ok\n")
 
     def _status(self) -> Response:
         state = self._get_state()
         if state is None:
             body: Mapping[str, Any] = {"status": "UNKNOWN",
                                        "message": "no evaluation published yet"}
-            return Response(HTTPStatus.SERVICE_UNAVAILABLE, _JSON, _json(body))
-        return Response(HTTPStatus.OK, _JSON, _json(self._status_json(state.evaluation)))
+            return Response.of(HTTPStatus.SERVICE_UNAVAILABLE, _JSON, _json(body))
+        return Response.of(HTTPStatus.OK, _JSON, _json(self._status_json(state.evaluation)))
+
+
+def _wants_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (``gzip`` or ``x-gzip``, q not 0)."""
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip() in ("gzip", "x-gzip"):
+            q = params.replace(" ", "")
+            return not (q.startswith("q=0") and q.strip("q=0.") == "")
+    return False
 
 
 def _strip_eof(body: bytes) -> bytes:

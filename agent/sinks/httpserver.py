@@ -42,14 +42,34 @@ MAX_HEAD_BYTES = 16384
 ACCEPT_RETRY_SECONDS = 0.1
 
 
+Part = bytes | memoryview
+
+
 @dataclass(frozen=True)
 class Response:
+    """An answer; ``parts`` are written one after the other, never joined (a 4 MB
+    exposition is not copied per scrape)."""
+
     status: HTTPStatus
     content_type: str
-    body: bytes
+    parts: tuple[Part, ...]
+    content_encoding: str | None = None
+
+    @classmethod
+    def of(cls, status: HTTPStatus, content_type: str, body: bytes) -> Response:
+        return cls(status, content_type, (body,))
+
+    @property
+    def body(self) -> bytes:
+        """The whole body (tests, small answers): joins the parts."""
+        return b"".join(self.parts)
+
+    @property
+    def length(self) -> int:
+        return sum(len(part) for part in self.parts)
 
 
-Respond = Callable[[str, str], Response]  # (path, Accept) -> response
+Respond = Callable[[str, str, str], Response]  # (path, Accept, Accept-Encoding) -> response
 Count = Callable[[str], None]  # a rejected connection, by reason
 
 
@@ -207,19 +227,28 @@ class BoundedServer:
                 self._rejected("bad_request")
                 await self._send(writer, _plain(request), head_only=False, close=True)
                 return
-            method, path, accept, keep_alive = request
-            answer = await loop.run_in_executor(self._pool, self._respond, path, accept)
+            method, path, accept, accept_encoding, keep_alive = request
+            answer = await loop.run_in_executor(self._pool, self._respond, path, accept,
+                                                accept_encoding)
             await self._send(writer, answer, head_only=method == "HEAD", close=not keep_alive)
             if not keep_alive:
                 return
 
     async def _send(self, writer: asyncio.StreamWriter, answer: Response, *, head_only: bool,
                     close: bool) -> None:
+        encoding = answer.content_encoding
         head = (f"HTTP/1.1 {answer.status.value} {answer.status.phrase}\r\n"
                 f"Content-Type: {answer.content_type}\r\n"
-                f"Content-Length: {len(answer.body)}\r\n"
+                + (f"Content-Encoding: {encoding}\r\nVary: Accept-Encoding\r\n"
+                   if encoding else "")
+                + f"Content-Length: {answer.length}\r\n"
                 + ("Connection: close\r\n" if close else "") + "\r\n").encode("ascii")
-        writer.write(head if head_only else head + answer.body)
+        writer.write(head)
+        if not head_only:
+            # One write per part: the transport sends each straight from its buffer
+            # (writelines would join them into one copy first).
+            for part in answer.parts:
+                writer.write(part)
         try:
             await asyncio.wait_for(writer.drain(), WRITE_DEADLINE)
         except TimeoutError:
@@ -228,12 +257,13 @@ class BoundedServer:
 
 
 def _plain(status: HTTPStatus) -> Response:
-    return Response(status, "text/plain; charset=utf-8",
-                    f"{status.value} {status.phrase}\n".encode())
+    return Response.of(status, "text/plain; charset=utf-8",
+                       f"{status.value} {status.phrase}\n".encode())
 
 
-def _parse(head: bytes) -> tuple[str, str, str, bool] | HTTPStatus:
-    """(method, path, Accept, keep-alive) of a request head, or the error status to send."""
+def _parse(head: bytes) -> tuple[str, str, str, str, bool] | HTTPStatus:
+    """(method, path, Accept, Accept-Encoding, keep-alive) of a request head, or the error
+    status to send."""
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
@@ -253,4 +283,5 @@ def _parse(head: bytes) -> tuple[str, str, str, bool] | HTTPStatus:
         return HTTPStatus.BAD_REQUEST  # a GET with a body: we do not read bodies
     connection = headers.get("connection", "").lower()
     keep_alive = (connection != "close") if version == "HTTP/1.1" else connection == "keep-alive"
-    return method, path, headers.get("accept", ""), keep_alive
+    return (method, path, headers.get("accept", ""), headers.get("accept-encoding", ""),
+            keep_alive)

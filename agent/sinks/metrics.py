@@ -16,6 +16,7 @@ published yet).
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -404,6 +405,35 @@ def registry_for(get_state: Callable[[], AgentState | None]) -> CollectorRegistr
 # ahead and written by agent.sinks.exposition (same bytes, a fraction of the time).
 _TEXT_0_0_4 = choose_encoder("")[1]
 _OPENMETRICS_1 = choose_encoder("application/openmetrics-text;version=1.0.0")[1]
+# Level 1: a 4 MB exposition in tens of milliseconds, about a tenth of its size (label
+# values repeat from line to line); higher levels cost more time than they save bytes.
+GZIP_LEVEL = 1
+
+
+_EOF = b"# EOF\n"
+
+
+class Rendered:
+    """One state's exposition in one content type: the bytes, the same without OpenMetrics'
+    final ``# EOF`` (a scrape appends the live families after it, then the EOF), and that
+    part as one gzip member, compressed on first request and kept (a gzip stream may hold
+    several members: the live families follow as a member of their own)."""
+
+    __slots__ = ("_gzip", "_lock", "full", "open")
+
+    def __init__(self, full: bytes) -> None:
+        self.full = full
+        # A view, not a slice: no copy of a 4 MB body.
+        self.open = memoryview(full)[:len(full) - len(_EOF)] if full.endswith(_EOF) \
+            else memoryview(full)
+        self._gzip: bytes | None = None
+        self._lock = threading.Lock()
+
+    def gzipped(self) -> bytes:
+        with self._lock:  # two workers asking at once compress once
+            if self._gzip is None:
+                self._gzip = gzip.compress(self.open, compresslevel=GZIP_LEVEL, mtime=0)
+            return self._gzip
 
 
 class Expositions:
@@ -419,16 +449,21 @@ class Expositions:
     def __init__(self, keep: int = 2) -> None:
         self._keep = keep
         self._lock = threading.Lock()
-        self._entries: list[tuple[AgentState | None, dict[str, bytes]]] = []
+        self._entries: list[tuple[AgentState | None, dict[str, Rendered]]] = []
 
     def body(self, state: AgentState | None, accept: str = "") -> tuple[str, bytes]:
         """(content type, body) of ``state`` for a scraper sending ``accept``."""
+        content_type, rendered = self.rendered(state, accept)
+        return content_type, rendered.full
+
+    def rendered(self, state: AgentState | None, accept: str = "") -> tuple[str, Rendered]:
+        """(content type, :class:`Rendered`) of ``state`` for a scraper sending ``accept``."""
         encoder, content_type = choose_encoder(accept)
         with self._lock:
             bodies = self._bodies(state)
             found = bodies.get(content_type)
         if found is None:
-            found = _render(state, content_type, encoder)
+            found = Rendered(_render(state, content_type, encoder))
             with self._lock:
                 bodies[content_type] = found
         return content_type, found
@@ -437,7 +472,8 @@ class Expositions:
         """Render ``state`` for the usual scrapers now, before anyone asks (one build of
         the samples for both formats; any other answer is rendered on first request)."""
         samples = _samples_of(state)
-        text, openmetrics = samples.text(openmetrics=False), samples.text(openmetrics=True)
+        text = Rendered(samples.text(openmetrics=False))
+        openmetrics = Rendered(samples.text(openmetrics=True))
         with self._lock:
             bodies = self._bodies(state)
             bodies[_TEXT_0_0_4] = text
@@ -450,7 +486,7 @@ class Expositions:
         with self._lock:
             self._entries = [entry for entry in self._entries if entry[0] is state]
 
-    def _bodies(self, state: AgentState | None) -> dict[str, bytes]:
+    def _bodies(self, state: AgentState | None) -> dict[str, Rendered]:
         for known, bodies in self._entries:
             if known is state:
                 return bodies
