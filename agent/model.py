@@ -14,7 +14,6 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
 
 # The kubelet draws its rotation deadline uniformly in [nb + 0.7 T, nb + 0.9 T]
 # (client-go util/certificate, nextRotationDeadline).
@@ -145,7 +144,7 @@ class CertDetails:
 NO_DETAILS = CertDetails()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # ten thousand of them: no __dict__ each
 class CertInfo:
     """One parsed X.509 certificate.
 
@@ -166,12 +165,17 @@ class CertInfo:
     derive: CertDetails | Callable[[], CertDetails] = field(
         default=NO_DETAILS, compare=False, repr=False)
 
-    @cached_property
+    @property
     def details(self) -> CertDetails:
-        # cached_property writes the instance __dict__ directly: allowed on a frozen
-        # dataclass, and two threads racing here compute the same value.
         derive = self.derive
-        return derive if isinstance(derive, CertDetails) else derive()
+        if isinstance(derive, CertDetails):
+            return derive
+        details = derive()
+        # Computed once: the result replaces the function (and the DER bytes it holds).
+        # ``derive`` is out of comparisons and hashing, so the frozen value is unchanged;
+        # two threads racing here compute the same details.
+        object.__setattr__(self, "derive", details)
+        return details
 
     @property
     def subject_cn(self) -> str | None:
@@ -230,7 +234,7 @@ class CertInfo:
         return Sans(self.dns_names, self.ip_addresses, self.other_sans).labels()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkState:
     """A ``kubelet-<role>-current.pem`` entry as found on disk."""
 
@@ -241,7 +245,7 @@ class LinkState:
     problem: LinkProblem | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per watched file
 class CertFile:
     """A certificate file the agent evaluates, with everything known about it."""
 

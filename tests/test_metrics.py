@@ -389,16 +389,42 @@ class TestExposition:
         assert fast == encoder(registry(state))
 
     def test_a_prerendered_state_is_served_without_rendering_again(self) -> None:
-        """The body of a prerendered state is the stored one; after retain() only the
-        published state's bodies are kept."""
+        """The rendering of a prerendered state is the stored one; after retain() only the
+        published state's renderings are kept."""
         cache, old, new = metrics.Expositions(), fx.full_state(), fx.quiet_state()
         cache.prerender(old)
         cache.prerender(new)
-        assert cache.body(old)[1] is cache.body(old)[1]
-        first = cache.body(old)[1]
+        assert cache.rendered(old)[1] is cache.rendered(old)[1]
+        first = cache.rendered(old)[1]
         cache.retain(new)
-        assert cache.body(new)[1] is cache.body(new)[1]
-        assert cache.body(old)[1] == first and cache.body(old)[1] is not first
+        assert cache.rendered(new)[1] is cache.rendered(new)[1]
+        again = cache.rendered(old)[1]
+        assert again.full == first.full and again is not first
+
+    @pytest.mark.parametrize("accept", ["", "application/openmetrics-text;version=1.0.0"],
+                             ids=["text-0.0.4", "openmetrics-1.0.0"])
+    def test_a_prerendered_state_is_prometheus_clients_exposition(self, accept: str) -> None:
+        """prerender() (both formats in one pass) gives the same bytes as the encoders,
+        whole and gzipped."""
+        import gzip
+
+        cache, state = metrics.Expositions(), fx.full_state()
+        cache.prerender(state)
+        rendered = cache.rendered(state, accept)[1]
+        expected = choose_encoder(accept)[0](registry(state))
+        assert rendered.full == expected
+        assert gzip.decompress(rendered.gzipped()) + (b"# EOF\n" if accept else b"") == expected
+
+    def test_both_formats_share_the_big_parts(self) -> None:
+        """The certificate families' sample lines are one bytes object in both renderings
+        (not rendered or held twice)."""
+        many = tuple(dataclasses.replace(fx.certs()[0], path=f"/w/{i}.crt") for i in range(200))
+        cache, state = metrics.Expositions(), with_state({"certs": many})
+        cache.prerender(state)
+        text = cache.rendered(state)[1].open
+        openmetrics = cache.rendered(state, "application/openmetrics-text;version=1.0.0")[1].open
+        shared = {id(part) for part in text} & {id(part) for part in openmetrics}
+        assert len(shared) >= 3  # info, notBefore, notAfter at least
 
     def test_render_matches_the_golden_file(self) -> None:
         """The exposition of the full fixture state is stable (UPDATE_GOLDEN=1 rewrites it)."""

@@ -72,25 +72,64 @@ class Samples:
 
     def text(self, *, openmetrics: bool) -> bytes:
         """Text format 0.0.4, or OpenMetrics 1.0.0 (HELP escaping, counter naming, EOF)."""
-        out: list[str] = []
+        text, om = self.parts()
+        return b"".join(om) + EOF if openmetrics else b"".join(text)
+
+    def parts(self) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """Both formats at once, as parts to write one after the other: (text 0.0.4,
+        OpenMetrics 1.0.0 without its final ``# EOF``).
+
+        The two formats differ only in the HELP and TYPE lines: each family's sample lines
+        are rendered once and the *same* bytes object is a part of both (at ten thousand
+        certificates that is megabytes not rendered, nor held, twice). Small pieces are
+        joined so that a scrape is a few writes, not one per family.
+        """
+        text: list[bytes] = []
+        om: list[bytes] = []
+        pending_text: list[str] = []
+        pending_om: list[str] = []
+
+        def flush() -> None:
+            if pending_text:
+                text.append("".join(pending_text).encode())
+                om.append("".join(pending_om).encode())
+                pending_text.clear()
+                pending_om.clear()
+
         for family, samples in self._families.items():
             name = family.name
-            if openmetrics:
-                base = name.removesuffix("_total") if family.kind == "counter" else name
-                help_text = _escape(family.help)
-                out.append(f"# HELP {base} {help_text}\n# TYPE {base} {family.kind}\n")
-            else:
-                help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
-                out.append(f"# HELP {name} {help_text}\n# TYPE {name} {family.kind}\n")
-            for labels, value in samples.items():
-                if labels:
-                    pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                    out.append(f"{name}{{{pairs}}} {_value(value)}\n")
-                else:
-                    out.append(f"{name} {_value(value)}\n")
-        if openmetrics:
-            out.append("# EOF\n")
-        return "".join(out).encode()
+            base = name.removesuffix("_total") if family.kind == "counter" else name
+            pending_om.append(f"# HELP {base} {_escape(family.help)}\n"
+                              f"# TYPE {base} {family.kind}\n")
+            help_text = family.help.replace("\\", r"\\").replace("\n", r"\n")
+            pending_text.append(f"# HELP {name} {help_text}\n# TYPE {name} {family.kind}\n")
+            lines = _lines(name, samples)
+            if len(samples) < _SHARED_FROM:
+                pending_text.append(lines)
+                pending_om.append(lines)
+                continue
+            flush()
+            block = lines.encode()
+            text.append(block)
+            om.append(block)
+        flush()
+        return tuple(text), tuple(om)
+
+
+# Families with at least this many samples get a part of their own, shared by both formats.
+_SHARED_FROM = 64
+EOF = b"# EOF\n"
+
+
+def _lines(name: str, samples: dict[Labels, float]) -> str:
+    out: list[str] = []
+    for labels, value in samples.items():
+        if labels:
+            pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+            out.append(f"{name}{{{pairs}}} {_value(value)}\n")
+        else:
+            out.append(f"{name} {_value(value)}\n")
+    return "".join(out)
 
 
 def _escape(value: str) -> str:

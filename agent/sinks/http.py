@@ -116,7 +116,7 @@ class Endpoints:
         health = self._live_health(encoder, content_type)
         process = self._live_process(encoder, content_type)
         if not gzipped:
-            return Response(HTTPStatus.OK, content_type, (rendered.open, health, process))
+            return Response(HTTPStatus.OK, content_type, (*rendered.open, health, process))
         return Response(HTTPStatus.OK, content_type,
                         (rendered.gzipped(), self._live_gzip(content_type, health, process)),
                         content_encoding="gzip")

@@ -16,8 +16,8 @@ published yet).
 
 from __future__ import annotations
 
-import gzip
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Literal
@@ -45,7 +45,7 @@ from agent.model import (
     Snapshot,
     Status,
 )
-from agent.sinks.exposition import Family, Samples
+from agent.sinks.exposition import EOF, Family, Samples
 
 PREFIX = "kubelet_cert_agent_"
 # What identifies one certificate in every per-certificate family; ``index`` (0-based position
@@ -410,29 +410,42 @@ _OPENMETRICS_1 = choose_encoder("application/openmetrics-text;version=1.0.0")[1]
 GZIP_LEVEL = 1
 
 
-_EOF = b"# EOF\n"
-
-
 class Rendered:
-    """One state's exposition in one content type: the bytes, the same without OpenMetrics'
-    final ``# EOF`` (a scrape appends the live families after it, then the EOF), and that
-    part as one gzip member, compressed on first request and kept (a gzip stream may hold
-    several members: the live families follow as a member of their own)."""
+    """One state's exposition in one content type, as parts written one after the other.
 
-    __slots__ = ("_gzip", "_lock", "full", "open")
+    ``open`` is the exposition without OpenMetrics' final ``# EOF`` (a scrape writes the
+    live families after it, then the EOF); the text and OpenMetrics renderings share their
+    big parts (:meth:`Samples.parts`). :meth:`gzipped` is ``open`` as one gzip member,
+    compressed on first request and kept: a gzip stream may hold several members, and the
+    live families follow as a member of their own.
+    """
 
-    def __init__(self, full: bytes) -> None:
-        self.full = full
-        # A view, not a slice: no copy of a 4 MB body.
-        self.open = memoryview(full)[:len(full) - len(_EOF)] if full.endswith(_EOF) \
-            else memoryview(full)
+    __slots__ = ("_gzip", "_lock", "eof", "open")
+
+    def __init__(self, open_parts: tuple[bytes, ...], *, eof: bool) -> None:
+        self.open = open_parts
+        self.eof = eof
         self._gzip: bytes | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, body: bytes) -> Rendered:
+        """From a complete body (prometheus_client's encoders)."""
+        if body.endswith(EOF):
+            return cls((body[:-len(EOF)],), eof=True)
+        return cls((body,), eof=False)
+
+    @property
+    def full(self) -> bytes:
+        """The whole exposition (the textfile, tests): joined, so a copy."""
+        return b"".join(self.open) + (EOF if self.eof else b"")
 
     def gzipped(self) -> bytes:
         with self._lock:  # two workers asking at once compress once
             if self._gzip is None:
-                self._gzip = gzip.compress(self.open, compresslevel=GZIP_LEVEL, mtime=0)
+                compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+                self._gzip = b"".join([*map(compressor.compress, self.open),
+                                       compressor.flush()])
             return self._gzip
 
 
@@ -463,7 +476,7 @@ class Expositions:
             bodies = self._bodies(state)
             found = bodies.get(content_type)
         if found is None:
-            found = Rendered(_render(state, content_type, encoder))
+            found = Rendered.of(_render(state, content_type, encoder))
             with self._lock:
                 bodies[content_type] = found
         return content_type, found
@@ -471,9 +484,9 @@ class Expositions:
     def prerender(self, state: AgentState | None) -> None:
         """Render ``state`` for the usual scrapers now, before anyone asks (one build of
         the samples for both formats; any other answer is rendered on first request)."""
-        samples = _samples_of(state)
-        text = Rendered(samples.text(openmetrics=False))
-        openmetrics = Rendered(samples.text(openmetrics=True))
+        text_parts, openmetrics_parts = _samples_of(state).parts()
+        text = Rendered(text_parts, eof=False)
+        openmetrics = Rendered(openmetrics_parts, eof=True)
         with self._lock:
             bodies = self._bodies(state)
             bodies[_TEXT_0_0_4] = text

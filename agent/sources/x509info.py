@@ -11,6 +11,7 @@ never key material).
 from __future__ import annotations
 
 import hashlib
+import sys
 import warnings
 from functools import lru_cache
 
@@ -164,7 +165,8 @@ def _describe(cert: x509.Certificate, data: bytes) -> CertInfo:
     """What the metrics and the expiry/issuer checks need; the rest waits (``_FromDer``)."""
     # cryptography's RFC 4514 text, once per certificate (describe_der caches by DER).
     subject_text = cert.subject.rfc4514_string()
-    issuer_text = cert.issuer.rfc4514_string()
+    # A directory's certificates share a few issuers: one string each, not one per file.
+    issuer_text = sys.intern(cert.issuer.rfc4514_string())
     return CertInfo(
         subject=subject_text,
         issuer=issuer_text,
