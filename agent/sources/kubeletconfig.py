@@ -40,22 +40,43 @@ def read_kubelet_config(path: Path | None, max_bytes: int = MAX_FILE_BYTES) -> K
     return interpret(read.data, where)
 
 
-def interpret(data: bytes, where: str) -> KubeletConfigInfo:
-    """Turn the config file's bytes into KubeletConfigInfo (pure)."""
+KIND = "KubeletConfiguration"
+API_VERSIONS = ("kubelet.config.k8s.io/v1beta1",)
+
+
+def load_document(data: bytes, where: str) -> tuple[dict[Any, Any] | None, ReadError | None]:
+    """Parse a KubeletConfiguration (YAML or JSON); the kubelet refuses any other kind."""
     if not data.strip():
-        return _bad(where, ReadProblem.EMPTY, f"kubelet config {where} is empty")
+        return None, ReadError(ReadProblem.EMPTY, f"kubelet config {where} is empty")
     try:
         doc: Any = yaml.load(data, Loader=_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return _bad(where, ReadProblem.GARBAGE, f"kubelet config {where} is not YAML/JSON{at}")
+        return None, ReadError(ReadProblem.GARBAGE, f"kubelet config {where} is not "
+                                                    f"YAML/JSON{at}")
     except Exception as exc:  # e.g. undecodable bytes: never raise
-        return _bad(where, ReadProblem.GARBAGE,
-                    f"kubelet config {where} could not be parsed ({type(exc).__name__})")
+        return None, ReadError(ReadProblem.GARBAGE, f"kubelet config {where} could not be "
+                                                    f"parsed ({type(exc).__name__})")
     if not isinstance(doc, dict):
-        return _bad(where, ReadProblem.GARBAGE,
-                    f"kubelet config {where} is not a mapping but {type(doc).__name__}")
+        return None, ReadError(ReadProblem.GARBAGE, f"kubelet config {where} is not a "
+                                                    f"mapping but {type(doc).__name__}")
+    kind, version = doc.get("kind"), doc.get("apiVersion")
+    if kind != KIND or version not in API_VERSIONS:
+        found = f"kind {kind!r}, apiVersion {version!r}" if kind or version else \
+            "no kind or apiVersion"
+        return None, ReadError(ReadProblem.GARBAGE, f"{where} is not a KubeletConfiguration "
+                               f"({found}; the kubelet wants kind {KIND}, apiVersion "
+                               f"{API_VERSIONS[0]})")
+    return doc, None
+
+
+def interpret(data: bytes, where: str) -> KubeletConfigInfo:
+    """Turn the config file's bytes into KubeletConfigInfo (pure)."""
+    doc, error = load_document(data, where)
+    if error is not None:
+        return KubeletConfigInfo(path=where, present=True, error=error)
+    assert doc is not None  # noqa: S101
     return _fields(doc, where)
 
 
