@@ -23,7 +23,8 @@ or the command line was wrong).
 Run 'kubelet-cert-agent COMMAND --help' for the flags of each command."""
 
 # Each module provides ``register(subparsers)``; order is the order shown by --help.
-COMMAND_MODULES = (("check", "agent.check_cmd"), ("run", "agent.daemon"), ("demo", "agent.demo"))
+COMMAND_MODULES = (("check", "agent.check_cmd"), ("run", "agent.daemon.loop"),
+                   ("demo", "agent.demo"))
 
 
 class AgentArgumentParser(argparse.ArgumentParser):

@@ -92,6 +92,25 @@ class ReadError:
 
 
 @dataclass(frozen=True)
+class Sans:
+    """Subject alternative names, split the way the kubelet uses them.
+
+    The kubelet only ever puts DNS names and IP addresses in its certificates and CSRs;
+    every other GeneralName type lands in ``other`` as ``<type>:<value>`` so that a check
+    can treat any of them as foreign.
+    """
+
+    dns: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+    other: tuple[str, ...] = ()
+
+    def labels(self) -> tuple[str, ...]:
+        """``DNS:n``, ``IP:a``, then the others, as openssl prints them."""
+        return (tuple(f"DNS:{n}" for n in self.dns) + tuple(f"IP:{a}" for a in self.ips)
+                + self.other)
+
+
+@dataclass(frozen=True)
 class CertInfo:
     """One parsed X.509 certificate."""
 
@@ -127,11 +146,7 @@ class CertInfo:
 
     @property
     def sans(self) -> tuple[str, ...]:
-        return (
-            tuple(f"DNS:{n}" for n in self.dns_names)
-            + tuple(f"IP:{a}" for a in self.ip_addresses)
-            + self.other_sans
-        )
+        return Sans(self.dns_names, self.ip_addresses, self.other_sans).labels()
 
 
 @dataclass(frozen=True)
@@ -332,3 +347,29 @@ class AgentState:
 
     evaluation: Evaluation
     stats: AgentStats = field(default_factory=AgentStats)
+
+
+Scalar = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened, ready to be logged as a JSON line."""
+
+    kind: str
+    level: str = "info"  # "info" | "warning" | "error"
+    fields: tuple[tuple[str, Scalar], ...] = ()
+
+    def as_dict(self) -> dict[str, Scalar]:
+        return dict(self.fields)
+
+
+def event(kind: str, level: str = "info", **fields: Scalar | datetime) -> Event:
+    """Build an event; datetimes become RFC 3339 strings, keys are kept sorted."""
+    return Event(kind, level, tuple(sorted((k, _scalar(v)) for k, v in fields.items())))
+
+
+def _scalar(value: Scalar | datetime) -> Scalar:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from agent.config import SourceSettings
+from agent.kubelet import ROTATING_ROLES, current_name, updated_name
 from agent.model import (
     ApiState,
     CertFile,
@@ -21,7 +22,7 @@ from agent.model import (
     Role,
     Snapshot,
 )
-from agent.sources.certdir import ROTATING_ROLES, current_name, scan_cert_dir, updated_name
+from agent.sources.certdir import scan_cert_dir
 from agent.sources.certfile import load_anchors, load_cert_file, load_watched
 from agent.sources.kubeletconfig import read_kubelet_config
 

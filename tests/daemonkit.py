@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from agent import pkigen
 from agent.config import ApiSettings, DaemonSettings, Settings, SourceSettings
-from agent.daemon import Daemon
+from agent.daemon.loop import Daemon
 from agent.model import Policy
 from tests import nodetree
 

@@ -20,11 +20,11 @@ from structlog.testing import capture_logs
 from agent import codes
 from agent.checks import next_change
 from agent.config import ApiSettings
-from agent.daemon import Daemon, status_line
+from agent.daemon.loop import Daemon, status_line
+from agent.daemon.services import Services
+from agent.daemon.state import count_of
 from agent.model import AgentState, ApiState, CertFile, Evaluation, Finding, Role, Severity
-from agent.services import Services
 from agent.sinks.textfile import TEXTFILE_NAME
-from agent.state import count_of
 from tests.daemonkit import NOW, Node, build, daemon_for
 
 TRANSIENT = {codes.SYMLINK_BROKEN, codes.CLIENT_CERT_MISSING, codes.SERVER_CERT_MISSING,

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from agent import daemon as daemon_module
-from agent.daemon import FAILED_RETRY_SECONDS
-from agent.logging import configure, emit
-from agent.sinks.events import event
+from agent.daemon import loop as daemon_module
+from agent.daemon.logging import configure, emit
+from agent.daemon.loop import FAILED_RETRY_SECONDS
+from agent.model import event
 from tests.daemonkit import NOW, Node, build, daemon_for
 
 

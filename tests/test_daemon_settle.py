@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent import codes
+from agent.daemon.settle import Settler, changed_paths
 from agent.model import (
     CertFile,
     CertInfo,
@@ -21,7 +22,6 @@ from agent.model import (
     Role,
     Severity,
 )
-from agent.settle import Settler, changed_paths
 from tests.snapshots import cert, evaluation, snapshot
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent import codes, pkigen
-from agent.logging import configure, emit
+from agent.daemon.logging import configure, emit
 from agent.model import (
     ApiError,
     ApiProblem,
@@ -21,6 +21,7 @@ from agent.model import (
     CertFile,
     CertInfo,
     Evaluation,
+    Event,
     Finding,
     KubeletConfigInfo,
     ReadError,
@@ -28,8 +29,9 @@ from agent.model import (
     Role,
     Severity,
     Snapshot,
+    event,
 )
-from agent.sinks.events import Event, diff, event, rotated_roles, rotation_timing
+from agent.sinks.events import diff, rotated_roles, rotation_timing
 from tests.daemonkit import NOW, build, daemon_for
 from tests.secrets_scan import assert_no_key_material, key_markers
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from agent.daemon.services import Services
+from agent.daemon.state import StateHolder, count_of
 from agent.model import AgentState, Role
-from agent.services import Services
-from agent.state import StateHolder, count_of
 from tests.daemonkit import NOW, build, daemon_for
 
 ROTATIONS = 1000

@@ -21,9 +21,9 @@ from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent
 
 from agent.config import SourceSettings
-from agent.sinks.events import Event
+from agent.daemon.watch import Watcher
+from agent.model import Event
 from agent.snapshot import build_snapshot, input_paths, watch_dirs
-from agent.watch import Watcher
 from tests.daemonkit import NODE, NOW, Node, build
 
 TIMEOUT = 10.0

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from agent import codes
-from agent.checks.common import duration, iso, node_identity
+from agent.kubelet import current_name, duration, iso, node_user
 from agent.model import ApiError, ApiProblem, ApiState, Finding, Policy, Role, Severity, Snapshot
-from agent.sources.certdir import current_name
 
 TRANSIENT = frozenset({ApiProblem.UNREACHABLE, ApiProblem.RATE_LIMITED, ApiProblem.BAD_RESPONSE})
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -71,13 +70,13 @@ def _identity(api: ApiState, node: str) -> Finding | None:
     user = api.identity_username
     if user is None or not node or user.startswith(SERVICE_ACCOUNT_PREFIX):
         return None
-    if user == node_identity(node) and "system:nodes" in api.identity_groups:
+    if user == node_user(node) and "system:nodes" in api.identity_groups:
         return None
     groups = ", ".join(api.identity_groups) or "no groups"
     return Finding(
         codes.APISERVER_IDENTITY_MISMATCH, Severity.WARNING,
         f"{api.server} authenticates this node as {user} ({groups}), not "
-        f"{node_identity(node)} in system:nodes: the kubeconfig belongs to another node or "
+        f"{node_user(node)} in system:nodes: the kubeconfig belongs to another node or "
         "is still the bootstrap one, or --node-name is wrong", api.server)
 
 

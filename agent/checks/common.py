@@ -10,64 +10,13 @@ for ``now < t`` (not yet valid).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
+from agent import kubelet
+from agent.kubelet import KUBELET_ROLES, SERVING_ROLES, generation_name, updated_name
 from agent.model import CertFile, CsrInfo, KeyMatch, LinkProblem, ReadProblem, Role, Snapshot
-from agent.sources.certdir import updated_name
-
-ROLE_NAMES: dict[Role, str] = {
-    Role.CLIENT: "kubelet client certificate",
-    Role.SERVER: "kubelet serving certificate",
-    Role.SELF_SIGNED: "kubelet self-signed serving certificate",
-    Role.TLS_CERT_FILE: "kubelet tlsCertFile",
-    Role.TRUST_ANCHOR: "trust anchor",
-    Role.WATCHED: "watched certificate",
-}
-KUBELET_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
-SERVING_ROLES = frozenset({Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
-
-
-def iso(at: datetime) -> str:
-    """``2025-01-02T03:04:05Z``: an instant in UTC, to the second."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def duration(span: timedelta) -> str:
-    """A human span with its two largest units: ``3d 4h``, ``4h 12m``, ``12m 5s``, ``42s``."""
-    seconds = max(0, int(abs(span.total_seconds())))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
-
-
-def node_identity(node: str) -> str:
-    return f"system:node:{node}"
-
-
-def is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def names_node(node: str, dns_names: tuple[str, ...], ip_addresses: tuple[str, ...]) -> bool:
-    """True when the node name is among the DNS SANs (or, for an IP node name, the IP SANs)."""
-    if is_ip(node):
-        wanted = ipaddress.ip_address(node)
-        return any(is_ip(a) and ipaddress.ip_address(a) == wanted for a in ip_addresses)
-    return node.lower().rstrip(".") in {n.lower().rstrip(".") for n in dns_names}
 
 
 def swap_in_progress(snapshot: Snapshot, role: Role) -> bool:
@@ -91,22 +40,13 @@ def is_missing(cf: CertFile) -> bool:
 
 
 def served_role(snapshot: Snapshot) -> Role:
-    """The certificate the kubelet serves on :10250.
-
-    serverTLSBootstrap true -> the rotated ``kubelet-server-current.pem``; false (also
-    when a config that was read cleanly leaves it out: the kubelet's default) ->
-    tlsCertFile if set, else the self-signed ``kubelet.crt``. When the kubelet config is
-    unknown, a present ``kubelet-server-current.pem`` means bootstrap is in use.
-    """
+    """The certificate the kubelet serves (:func:`agent.kubelet.served_role`)."""
     cfg = snapshot.kubelet_config
-    if cfg.server_tls_bootstrap is True:
-        return Role.SERVER
-    config_known = cfg.present and cfg.error is None
-    if cfg.server_tls_bootstrap is None and not config_known:
-        server = snapshot.cert(Role.SERVER)
-        if server is not None and not is_missing(server):
-            return Role.SERVER
-    return Role.TLS_CERT_FILE if cfg.tls_cert_file else Role.SELF_SIGNED
+    server = snapshot.cert(Role.SERVER)
+    return kubelet.served_role(
+        cfg.server_tls_bootstrap, cfg.tls_cert_file,
+        config_known=cfg.present and cfg.error is None,
+        server_cert_present=server is not None and not is_missing(server))
 
 
 def judged_certs(snapshot: Snapshot) -> Iterator[CertFile]:
@@ -128,16 +68,14 @@ def kubelet_owned(cf: CertFile) -> bool:
 
 def client_rotation_managed(snapshot: Snapshot) -> bool:
     """The kubelet renews its client certificate unless rotateCertificates is false."""
-    return snapshot.kubelet_config.rotate_certificates is not False
+    return kubelet.rotation_managed(Role.CLIENT, snapshot.kubelet_config.rotate_certificates,
+                                    snapshot.kubelet_config.server_tls_bootstrap)
 
 
 def rotation_managed(snapshot: Snapshot, cf: CertFile) -> bool:
     """The kubelet itself renews this certificate in its 70-90 % window."""
-    if cf.role is Role.CLIENT:
-        return client_rotation_managed(snapshot)
-    if cf.role is Role.SERVER:
-        return snapshot.kubelet_config.server_tls_bootstrap is True
-    return False
+    cfg = snapshot.kubelet_config
+    return kubelet.rotation_managed(cf.role, cfg.rotate_certificates, cfg.server_tls_bootstrap)
 
 
 def has_valid_serving_cert(snapshot: Snapshot, now: datetime) -> bool:
@@ -165,5 +103,5 @@ def history_file(snapshot: Snapshot, role: Role) -> str | None:
     """The newest ``kubelet-<role>-<timestamp>.pem`` in the cert dir, if known."""
     for h in snapshot.history:
         if h.role is role and h.newest:
-            return os.path.join(snapshot.cert_dir, f"kubelet-{role.value}-{h.newest}.pem")
+            return os.path.join(snapshot.cert_dir, generation_name(role, h.newest))
     return None

@@ -25,15 +25,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from agent import codes
-from agent.checks.common import (
-    csr_path,
-    duration,
-    has_valid_serving_cert,
-    iso,
-    names_node,
-    newest_csr,
-    node_identity,
-)
+from agent.checks.common import csr_path, has_valid_serving_cert, newest_csr
+from agent.kubelet import Sans, duration, iso, names_node, node_user
 from agent.model import CsrInfo, CsrState, Finding, Policy, Severity, Snapshot
 
 SIGNER = "kubernetes.io/kubelet-serving"
@@ -47,7 +40,7 @@ def _subject_is(subject: str, node: str) -> bool:
     except ValueError:
         return False
     got = sorted((a.oid.dotted_string, str(a.value)) for a in name)
-    wanted = sorted([(NameOID.COMMON_NAME.dotted_string, node_identity(node)),
+    wanted = sorted([(NameOID.COMMON_NAME.dotted_string, node_user(node)),
                      (NameOID.ORGANIZATION_NAME.dotted_string, "system:nodes")])
     return got == wanted
 
@@ -59,7 +52,7 @@ def suspicions(csr: CsrInfo, node: str) -> list[str]:
         reasons.append(f"its request cannot be decoded ({csr.request_error})")
     if node and csr.request_subject is not None and not _subject_is(csr.request_subject, node):
         reasons.append(f"subject {csr.request_subject!r} is not "
-                       f"CN={node_identity(node)},O=system:nodes")
+                       f"CN={node_user(node)},O=system:nodes")
     if csr.request_other_sans:
         reasons.append(f"it asks for {', '.join(csr.request_other_sans)}")
     if node and csr.request_error is None and not names_node(
@@ -69,9 +62,8 @@ def suspicions(csr: CsrInfo, node: str) -> list[str]:
 
 
 def _sans(csr: CsrInfo) -> str:
-    names = ([f"DNS:{n}" for n in csr.request_dns_names]
-             + [f"IP:{a}" for a in csr.request_ip_addresses] + list(csr.request_other_sans))
-    return ", ".join(names) or "no names"
+    names = Sans(csr.request_dns_names, csr.request_ip_addresses, csr.request_other_sans)
+    return ", ".join(names.labels()) or "no names"
 
 
 def _severity(snapshot: Snapshot, now: datetime) -> Severity:

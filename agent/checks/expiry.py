@@ -15,13 +15,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from agent import codes
-from agent.checks.common import (
-    ROLE_NAMES,
-    duration,
-    iso,
-    judged_certs,
-    rotation_managed,
-)
+from agent.checks.common import judged_certs, rotation_managed
+from agent.kubelet import ROLE_NAMES, duration, iso
 from agent.model import CertFile, CertInfo, Finding, Policy, Role, Severity, Snapshot
 
 CSR_HINT = ("approve this node's newest kubelet-serving CSR (`kubectl get csr`, "

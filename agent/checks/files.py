@@ -19,15 +19,14 @@ from datetime import datetime
 
 from agent import codes
 from agent.checks.common import (
-    ROLE_NAMES,
     history_file,
     is_missing,
-    iso,
     judged_certs,
     kubelet_owned,
     newest_csr,
     swap_in_progress,
 )
+from agent.kubelet import ROLE_NAMES, iso, updated_name
 from agent.model import (
     CertFile,
     CsrState,
@@ -41,7 +40,6 @@ from agent.model import (
     Severity,
     Snapshot,
 )
-from agent.sources.certdir import updated_name
 
 LINK_PROBLEMS = {
     LinkProblem.DANGLING: "points at a file that does not exist",

@@ -12,14 +12,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from agent import codes
-from agent.checks.common import (
-    ROLE_NAMES,
-    judged_certs,
-    kubelet_owned,
-    names_node,
-    node_identity,
-    served_role,
-)
+from agent.checks.common import judged_certs, kubelet_owned, served_role
+from agent.kubelet import ROLE_NAMES, names_node, node_user
 from agent.model import CertFile, CertInfo, Finding, KeyMatch, Policy, Role, Severity, Snapshot
 
 PEERS = {
@@ -54,12 +48,12 @@ def _key_mismatch(cf: CertFile) -> Finding:
 
 
 def _client_identity(node: str, cf: CertFile, leaf: CertInfo) -> Finding | None:
-    if leaf.subject_cn == node_identity(node) and "system:nodes" in leaf.subject_orgs:
+    if leaf.subject_cn == node_user(node) and "system:nodes" in leaf.subject_orgs:
         return None
     return Finding(
         codes.IDENTITY_MISMATCH, Severity.WARNING,
         f"kubelet client certificate {cf.path} is {leaf.subject!r}, not "
-        f"CN={node_identity(node)},O=system:nodes: the Node authorizer treats the kubelet as "
+        f"CN={node_user(node)},O=system:nodes: the Node authorizer treats the kubelet as "
         "someone else; check --node-name, else the kubelet's node name changed: restart it "
         "so it requests a matching certificate", cf.path)
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from agent import codes
-from agent.checks.common import ROLE_NAMES, duration, iso, rotation_managed
+from agent.checks.common import rotation_managed
+from agent.kubelet import ROLE_NAMES, duration, iso
 from agent.model import CertFile, CertInfo, Finding, Policy, Role, Severity, Snapshot
 
 

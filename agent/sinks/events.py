@@ -12,7 +12,6 @@ checks and sources already made safe: never file contents, key bytes, tokens or 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from agent.model import (
@@ -22,12 +21,12 @@ from agent.model import (
     CertFile,
     CertInfo,
     Evaluation,
+    Event,
     Finding,
     Role,
     Severity,
+    event,
 )
-
-Scalar = str | int | float | bool | None
 
 # Stable event names: operators grep and alert on them (journald, Loki).
 FINDING_RAISED = "finding_raised"
@@ -41,29 +40,6 @@ API_RECOVERED = "api_recovered"
 
 _LEVEL_FOR_SEVERITY = {Severity.INFO: "info", Severity.WARNING: "warning",
                        Severity.CRITICAL: "error"}
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened, ready to be logged as a JSON line."""
-
-    kind: str
-    level: str = "info"  # "info" | "warning" | "error"
-    fields: tuple[tuple[str, Scalar], ...] = ()
-
-    def as_dict(self) -> dict[str, Scalar]:
-        return dict(self.fields)
-
-
-def event(kind: str, level: str = "info", **fields: Scalar | datetime) -> Event:
-    """Build an event; datetimes become RFC 3339 strings, keys are kept sorted."""
-    return Event(kind, level, tuple(sorted((k, _scalar(v)) for k, v in fields.items())))
-
-
-def _scalar(value: Scalar | datetime) -> Scalar:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return value
 
 
 FindingKey = tuple[str, str | None]

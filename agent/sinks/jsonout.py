@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agent.checks.common import iso
+from agent.kubelet import iso
 from agent.model import (
     ApiError,
     ApiState,

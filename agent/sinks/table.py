@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from agent.checks.common import iso
+from agent.kubelet import iso
 from agent.model import (
     ApiState,
     CertFile,

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from cryptography import x509
 
+from agent.kubelet import read_sans
 from agent.model import ApiError, ApiProblem, CsrInfo, CsrState
 
 SERVING_SIGNER: Final = "kubernetes.io/kubelet-serving"
@@ -105,12 +106,9 @@ def decode_request(value: Any) -> tuple[dict[str, Any], str | None]:
         return fields, None
     except ValueError:
         return fields, "spec.request has a malformed extension"
-    fields["request_dns_names"] = tuple(san.get_values_for_type(x509.DNSName))
-    fields["request_ip_addresses"] = tuple(str(a) for a in
-                                           san.get_values_for_type(x509.IPAddress))
-    other = [f"email:{e}" for e in san.get_values_for_type(x509.RFC822Name)]
-    other += [f"URI:{u}" for u in san.get_values_for_type(x509.UniformResourceIdentifier)]
-    fields["request_other_sans"] = tuple(other)
+    sans = read_sans(san)  # every GeneralName type: a UPN or DirName must not be dropped
+    fields.update(request_dns_names=sans.dns, request_ip_addresses=sans.ips,
+                  request_other_sans=sans.other)
     return fields, None
 
 

@@ -24,26 +24,17 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
+from agent.kubelet import GENERATION, ROTATING_ROLES, current_name, updated_name
 from agent.model import CertFile, CertInfo, LinkProblem, LinkState, ReadError, Role, RoleHistory
-from agent.sources.certfile import GENERATION as _GENERATION
 from agent.sources.certfile import load_cert_file
 from agent.sources.files import problem_for, read_file
 from agent.sources.parse import parse_bundle
 
-ROTATING_ROLES = (Role.CLIENT, Role.SERVER)
 _ROLES = {role.value: role for role in ROTATING_ROLES}
 _LINK_ERRNO = {errno.ELOOP: LinkProblem.LOOP, errno.ENOENT: LinkProblem.DANGLING,
                errno.ENOTDIR: LinkProblem.DANGLING}
 _UNREADABLE_LINK = frozenset({LinkProblem.MISSING, LinkProblem.DANGLING, LinkProblem.LOOP,
                               LinkProblem.NOT_REGULAR})
-
-
-def current_name(role: Role) -> str:
-    return f"kubelet-{role.value}-current.pem"
-
-
-def updated_name(role: Role) -> str:
-    return f"kubelet-{role.value}-updated.pem"
 
 
 @dataclass(frozen=True)
@@ -131,7 +122,7 @@ class _Generations:
 
 
 def _timestamp(name: str | None) -> str | None:
-    m = _GENERATION.match(name) if name else None
+    m = GENERATION.match(name) if name else None
     return m.group(2) if m else None
 
 
@@ -174,7 +165,7 @@ def scan_entries(root: str) -> tuple[dict[Role, _Generations], list[str]]:
                 if name in updated:
                     links.append(entry.path)
                     continue
-                m = _GENERATION.match(name)
+                m = GENERATION.match(name)
                 if m is None:
                     continue
                 size = _entry_size(entry)

@@ -8,7 +8,6 @@ to compare its public key with the leaf's.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import threading
 from collections import OrderedDict
@@ -18,14 +17,13 @@ from typing import Any
 
 from cryptography import x509
 
+from agent.kubelet import GENERATION
 from agent.model import CertFile, KeyMatch, LinkState, ReadError, ReadProblem, Role
 from agent.sources.files import problem_for, read_file
 from agent.sources.parse import ParsedBundle, parse_bundle, parse_key
 
 CERT_SUFFIXES = (".crt", ".pem", ".cer", ".der")
 KEY_SUFFIX = ".key"
-# A kubelet history generation ``kubelet-<role>-<YYYY-MM-DD-HH-MM-SS>.pem``.
-GENERATION = re.compile(r"kubelet-(client|server)-(\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)\.pem\Z")
 
 
 def load_cert_file(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes: int,

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
+from agent.kubelet import read_sans
 from agent.model import CertInfo
 
 CACHE_SIZE = 2048
@@ -66,31 +67,6 @@ def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
     return [str(a.value) for a in name.get_attributes_for_oid(oid)]
 
 
-_SAN_PREFIX = {x509.RFC822Name: "email", x509.UniformResourceIdentifier: "URI"}
-
-
-def _general_names(san: x509.SubjectAlternativeName) -> tuple[
-        tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    dns: list[str] = []
-    ips: list[str] = []
-    other: list[str] = []
-    for gn in san:
-        kind = type(gn)  # exact classes: cheaper than isinstance on every name
-        if kind is x509.DNSName:
-            dns.append(gn.value)
-        elif kind is x509.IPAddress:
-            ips.append(str(gn.value))
-        elif kind in _SAN_PREFIX:
-            other.append(f"{_SAN_PREFIX[kind]}:{gn.value}")
-        elif isinstance(gn, x509.DirectoryName):
-            other.append(f"DirName:{gn.value.rfc4514_string()}")
-        elif isinstance(gn, x509.RegisteredID):
-            other.append(f"RID:{gn.value.dotted_string}")
-        elif isinstance(gn, x509.OtherName):
-            other.append(f"othername:{gn.type_id.dotted_string}")
-    return tuple(dns), tuple(ips), tuple(other)
-
-
 def _key_usage(ku: x509.KeyUsage) -> tuple[str, ...]:
     names = [flag for flag in _KEY_USAGE_FLAGS if getattr(ku, flag)]
     if ku.key_agreement:  # encipher_only/decipher_only are defined only with key_agreement
@@ -103,8 +79,8 @@ def _extension_fields(cert: x509.Certificate) -> dict[str, object]:
     for ext in cert.extensions:  # parsed once, all of them; dispatch on the OID (cheap)
         oid, value = ext.oid, ext.value
         if oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
-            dns, ips, other = _general_names(value)
-            fields.update(dns_names=dns, ip_addresses=ips, other_sans=other)
+            sans = read_sans(value)
+            fields.update(dns_names=sans.dns, ip_addresses=sans.ips, other_sans=sans.other)
         elif oid == ExtensionOID.KEY_USAGE:
             fields["key_usage"] = _key_usage(value)
         elif oid == ExtensionOID.EXTENDED_KEY_USAGE:

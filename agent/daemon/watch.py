@@ -38,7 +38,7 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-from agent.sinks.events import Event, event
+from agent.model import Event, event
 
 ObserverFactory = Callable[[], BaseObserver]
 FALLBACK_POLL_SECONDS = 5.0

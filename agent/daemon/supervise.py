@@ -1,6 +1,6 @@
 """The daemon's plumbing: wake-ups, systemd notifications, the API thread, the flags.
 
-Kept apart from :mod:`agent.daemon` so the loop reads as the policy it implements.
+Kept apart from :mod:`agent.daemon.loop` so the loop reads as the policy it implements.
 Only the daemon uses these: they are the one place that starts the API thread and
 talks to systemd.
 """

@@ -2,8 +2,8 @@
 
 One step, :meth:`Daemon.run_once`, does all the work: rebuild the snapshot (keeping the
 last good data of a file that became unreadable), judge it, hold back unsettled bad
-verdicts (:mod:`agent.settle`), log what changed (:mod:`agent.sinks.events`), publish to
-the :class:`~agent.state.StateHolder` that /metrics reads, and write the textfile.
+verdicts (:mod:`agent.daemon.settle`), log what changed (:mod:`agent.sinks.events`), publish to
+the :class:`~agent.daemon.state.StateHolder` that /metrics reads, and write the textfile.
 Tests call it directly with a fixed instant. :meth:`Daemon.serve` is the thin loop around
 it: wait for a relevant file event, the API monitor, the next instant a verdict can change
 by itself, the settle deadline or the systemd watchdog, never polling in a tight loop.
@@ -27,13 +27,10 @@ from agent import __version__
 from agent.checks import judge, next_change
 from agent.clock import Clock, Monotonic, monotonic, utcnow
 from agent.config import Settings, settings_from_args
-from agent.logging import configure, emit
-from agent.model import AgentState, AgentStats, ApiState, Evaluation, Role, Snapshot
-from agent.services import Services
-from agent.settle import Settler, changed_paths
-from agent.sinks.events import INPUT_UNREADABLE, diff, event, rotated_roles
-from agent.snapshot import build_snapshot, merge_stale
-from agent.state import (
+from agent.daemon.logging import configure, emit
+from agent.daemon.services import Services
+from agent.daemon.settle import Settler, changed_paths
+from agent.daemon.state import (
     StateHolder,
     record_evaluation,
     record_fs_events,
@@ -41,7 +38,10 @@ from agent.state import (
     record_rotations,
     record_textfile_error,
 )
-from agent.supervise import Notifier, Waker, add_run_arguments, settings_from_flags_file
+from agent.daemon.supervise import Notifier, Waker, add_run_arguments, settings_from_flags_file
+from agent.model import AgentState, AgentStats, ApiState, Evaluation, Role, Snapshot, event
+from agent.sinks.events import INPUT_UNREADABLE, diff, rotated_roles
+from agent.snapshot import build_snapshot, merge_stale
 
 QUIET_SECONDS = 0.005  # a burst of fs events is over after this much silence...
 MAX_COALESCE_SECONDS = 0.1  # ...or after this long, whichever comes first
@@ -181,6 +181,13 @@ class Daemon:
         return min((c for c in candidates if c is not None), default=None)
 
     # -- API monitor callback and requests from signals/other threads -------------------
+
+    def published(self) -> AgentState | None:
+        """The state /metrics renders (the services' view of the loop)."""
+        return self.holder.get()
+
+    def wake(self) -> None:
+        self.waker.wake()
 
     def api_updated(self, state: ApiState) -> None:
         """Called by the CSR monitor's thread: store and wake the loop."""

@@ -8,25 +8,38 @@ what it has. ``apply`` restarts only the parts whose settings changed on reload.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.clock import Clock
 from agent.config import Settings
-from agent.logging import emit
-from agent.model import Snapshot
-from agent.sinks.events import Event, event
+from agent.daemon.logging import emit
+from agent.daemon.supervise import ApiThread, MonitorFactory, default_monitor_factory
+from agent.daemon.watch import ObserverFactory, Watcher
+from agent.model import AgentState, ApiState, Event, Snapshot, event
 from agent.snapshot import watch_plan
-from agent.supervise import ApiThread, MonitorFactory, default_monitor_factory
-from agent.watch import ObserverFactory, Watcher
 
 if TYPE_CHECKING:
-    from agent.daemon import Daemon
     from agent.sinks.http import MetricsServer
 
 
-class Services:
-    """Starts, restarts and stops the parts around a :class:`~agent.daemon.Daemon`."""
+class Host(Protocol):
+    """What the services need from the loop that owns them, and nothing more: the
+    loop passes itself, but services never import it (no back reference)."""
 
-    def __init__(self, daemon: Daemon, *, http: bool = True,
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Clock: ...
+    def published(self) -> AgentState | None: ...
+    def wake(self) -> None: ...
+    def api_updated(self, state: ApiState) -> None: ...
+    def forget_api(self) -> None: ...
+
+
+class Services:
+    """Starts, restarts and stops the parts around a :class:`~agent.daemon.loop.Daemon`."""
+
+    def __init__(self, daemon: Host, *, http: bool = True,
                  observer_factory: ObserverFactory | None = None,
                  monitor_factory: MonitorFactory = default_monitor_factory) -> None:
         self._daemon = daemon
@@ -74,7 +87,7 @@ class Services:
         try:
             from agent.sinks.http import serve
 
-            self.http = serve(listen, self._daemon.holder.get)
+            self.http = serve(listen, self._daemon.published)
         except (OSError, ValueError) as exc:
             error = getattr(exc, "strerror", None) or str(exc)
             emit([event("http_failed", "error", listen=listen, error=str(error))])
@@ -84,7 +97,7 @@ class Services:
     # -- watcher ----------------------------------------------------------------------
 
     def _start_watcher(self) -> None:
-        self.watcher = Watcher(self._daemon.waker.wake, poll=self.settings.daemon.poll,
+        self.watcher = Watcher(self._daemon.wake, poll=self.settings.daemon.poll,
                                observer_factory=self._observer_factory, on_event=_emit_one)
         self.watcher.start()
 

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import structlog
 
 from agent.clock import utcnow
-from agent.sinks.events import Event
+from agent.model import Event
 
 LOGGER_NAME = "kubelet-cert-agent"
 _LEVELS = ("debug", "info", "warning", "error", "critical")
