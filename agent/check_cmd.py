@@ -22,7 +22,7 @@ from agent import clock as clockmod
 from agent import codes, config
 from agent.clock import Clock
 from agent.config import SourceSettings
-from agent.model import ApiState, Evaluation, Snapshot
+from agent.model import ApiState, Evaluation, KubeletSettings, Snapshot, Status
 
 # The kubelet's swap leaves -current.pem missing for microseconds (remove, then rename):
 # a check that lands in that gap looks again rather than report a missing certificate.
@@ -45,7 +45,13 @@ exit codes (Nagios):
   0 OK        nothing to do
   1 WARNING   act this week (e.g. rotation overdue, self-signed serving cert)
   2 CRITICAL  act now (e.g. expired or nearly expired, broken symlink)
-  3 UNKNOWN   the check could not run (bad flags, e.g. an unparseable --at)
+  3 UNKNOWN   the check could not run (bad flags, e.g. an unparseable --at), or
+              there is no kubelet on this host (KUBELET_NOT_FOUND: pass --host-root,
+              or --cert-dir/--kubelet-config/--node-name)
+
+the kubelet is discovered (see 'kubelet-cert-agent discover --help'): the running
+process, else its systemd unit, else the kubelet's defaults; --cert-dir,
+--kubelet-config, --node-name and --kubeconfig override what is discovered.
 
 --at TIME judges the certificates as they are now, at another instant:
   ISO 8601 ("2027-01-15", "2027-01-15T10:00:00Z", "2027-01-15T10:00:00+02:00";
@@ -120,7 +126,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def build_past_swap_gap(sources: SourceSettings, now: datetime, api: ApiState | None,
-                        sleep: Callable[[float], None] = time.sleep) -> Snapshot:
+                        sleep: Callable[[float], None] = time.sleep,
+                        kubelet: KubeletSettings | None = None) -> Snapshot:
     """Build the snapshot; if it caught the kubelet between swap steps 3 and 4, re-read.
 
     A gap that outlives the retries is real (an interrupted rotation) and is judged.
@@ -128,12 +135,12 @@ def build_past_swap_gap(sources: SourceSettings, now: datetime, api: ApiState | 
     from agent.checks.common import in_swap_gap
     from agent.snapshot import build_snapshot
 
-    snapshot = build_snapshot(sources, now, api)
+    snapshot = build_snapshot(sources, now, api, kubelet)
     for _ in range(SWAP_GAP_RETRIES):
         if not in_swap_gap(snapshot):
             break
         sleep(SWAP_GAP_PAUSE_SECONDS)
-        snapshot = build_snapshot(sources, now, api)
+        snapshot = build_snapshot(sources, now, api, snapshot.kubelet)
     return snapshot
 
 
@@ -141,18 +148,22 @@ def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow,
              sleep: Callable[[float], None] = time.sleep) -> Evaluation:
     """Build the snapshot (asking the API server unless offline) and judge it."""
     from agent.checks import judge
+    from agent.snapshot import discovery_request
+    from agent.sources.discovery.discover import discover, effective_api
 
     settings = config.settings_from_args(args)
     at: At | None = args.at
     now = at.resolve(clock()) if at else clock()
+    # The kubelet first: its node name picks this node's CSRs, its kubeconfig the API.
+    kubelet = discover(discovery_request(settings.sources, settings.api))
     api: ApiState | None = None
-    if not (args.offline or settings.api.offline):
+    if not (args.offline or settings.api.offline) and kubelet.found:
         from agent.sources.apiserver import fetch_once
 
         # The API is asked about the real present (CSRs are live state); only the
         # certificates are judged at --at.
-        api = fetch_once(settings.api, settings.sources.node_name, clock)
-    snapshot = build_past_swap_gap(settings.sources, now, api, sleep)
+        api = fetch_once(effective_api(settings.api, kubelet), kubelet.node_name.value, clock)
+    snapshot = build_past_swap_gap(settings.sources, now, api, sleep, kubelet)
     # The daemon waits for several failures in a row before calling the API server
     # unreachable; a one-shot check makes one attempt, so one failure is the verdict.
     policy = replace(settings.policy, api_failures_before_unreachable=1)
@@ -171,7 +182,17 @@ def run(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> int:
 
         print(json.dumps(evaluation_to_dict(evaluation), indent=2, sort_keys=False))
     else:
+        from agent.sinks.kubelet import render_lines
         from agent.sinks.table import render_table
 
+        if evaluation.snapshot.kubelet is not None:
+            print("\n".join(render_lines(evaluation.snapshot.kubelet)) + "\n")
         print(render_table(evaluation), end="")
+    return exit_code(evaluation)
+
+
+def exit_code(evaluation: Evaluation) -> int:
+    """The Nagios code: UNKNOWN when there is no kubelet to judge, else the status."""
+    if any(f.code == codes.KUBELET_NOT_FOUND for f in evaluation.findings):
+        return int(Status.UNKNOWN)
     return int(evaluation.status)

@@ -25,6 +25,9 @@ KEY_MISMATCH: Final = "KEY_MISMATCH"
 IDENTITY_MISMATCH: Final = "IDENTITY_MISMATCH"
 UNTRUSTED_ISSUER: Final = "UNTRUSTED_ISSUER"
 KUBELET_CONFIG_UNREADABLE: Final = "KUBELET_CONFIG_UNREADABLE"
+# Kubelet discovery (issue: the kubelet as it really runs)
+KUBELET_NOT_FOUND: Final = "KUBELET_NOT_FOUND"
+SWAP_INTERRUPTED: Final = "SWAP_INTERRUPTED"
 
 # API server (issue: serving CSRs and API server acceptance)
 SERVING_CSR_PENDING: Final = "SERVING_CSR_PENDING"
@@ -55,7 +58,15 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     KEY_MISMATCH: "the private key does not belong to the certificate",
     IDENTITY_MISMATCH: "subject or SANs do not name this node",
     UNTRUSTED_ISSUER: "the certificate does not chain to a known trust anchor",
-    KUBELET_CONFIG_UNREADABLE: "the kubelet config file could not be read or parsed",
+    KUBELET_CONFIG_UNREADABLE: (
+        "the kubelet config (or a --config-dir drop-in) cannot be read or is not a "
+        "KubeletConfiguration"
+    ),
+    KUBELET_NOT_FOUND: "no kubelet process, unit or files at the default paths: nothing to judge",
+    SWAP_INTERRUPTED: (
+        "-current.pem is missing, -updated.pem holds the live certificate: the kubelet "
+        "renames it at its next start"
+    ),
     SERVING_CSR_PENDING: "this node's serving CSR waits for approval",
     SERVING_CSR_SUSPICIOUS: "a serving CSR's subject or SANs do not match this node",
     SERVING_CSR_DENIED: "this node's newest serving CSR was denied",

@@ -8,10 +8,10 @@ argparse namespace into frozen settings; nothing here touches the filesystem.
 from __future__ import annotations
 
 import argparse
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from agent.model import Policy
 
@@ -26,16 +26,25 @@ DEFAULT_LISTEN = "127.0.0.1:9731"
 MAX_FILE_BYTES = 1 << 20  # read at most 1 MiB of any input file
 
 
+DISCOVER: Literal["discover"] = "discover"
+
+
 @dataclass(frozen=True)
 class SourceSettings:
-    """Where the local inputs live."""
+    """Where the local inputs live.
 
-    cert_dir: Path = Path(DEFAULT_CERT_DIR)
-    kubelet_config: Path | None = Path(DEFAULT_KUBELET_CONFIG)
+    ``cert_dir`` None, ``kubelet_config`` DISCOVER and ``node_name`` "" mean: take them
+    from the kubelet as discovered (``kubelet_config`` None: the kubelet has no config
+    file). Kubelet paths are host paths, read under ``host_root``.
+    """
+
+    cert_dir: Path | None = None
+    kubelet_config: Path | Literal["discover"] | None = DISCOVER
     ca_files: tuple[Path, ...] = ()
     watch_paths: tuple[Path, ...] = ()
     node_name: str = ""
     max_file_bytes: int = MAX_FILE_BYTES
+    host_root: Path = Path("/")
 
 
 @dataclass(frozen=True)
@@ -91,12 +100,18 @@ def _fraction(text: str) -> float:
 
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("local inputs")
-    g.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, metavar="DIR",
-                   help="the kubelet's --cert-dir (default: %(default)s; binary installs "
-                        "often use /etc/kubernetes/cert)")
-    g.add_argument("--kubelet-config", default=DEFAULT_KUBELET_CONFIG, metavar="FILE",
-                   help="the kubelet's --config file; optional, read for serverTLSBootstrap, "
-                        "rotateCertificates, tlsCertFile and clientCAFile (default: %(default)s)")
+    g.add_argument("--host-root", default="/", metavar="DIR",
+                   help="read the host under DIR: its /proc, systemd units, kubelet config, "
+                        "cert dir and kubeconfig; absolute symlinks resolve under DIR and "
+                        "output shows host paths (default: %(default)s; e.g. /host in a "
+                        "container that mounts the host there)")
+    g.add_argument("--cert-dir", default=None, metavar="DIR",
+                   help="the kubelet's --cert-dir (default: discovered from the running "
+                        "kubelet or its systemd unit, else " + DEFAULT_CERT_DIR + ")")
+    g.add_argument("--kubelet-config", default=None, metavar="FILE",
+                   help="the kubelet's --config file (default: discovered; '' if the kubelet "
+                        "runs on flags only), read for serverTLSBootstrap, rotateCertificates, "
+                        "tlsCertFile and clientCAFile")
     g.add_argument("--ca-file", action="append", default=[], metavar="FILE",
                    help="a trusted cluster CA bundle (repeatable); clientCAFile is added "
                         "automatically. Without any, UNTRUSTED_ISSUER is not evaluated")
@@ -104,7 +119,8 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
                    help="extra certificate file or directory (non-recursive) to check for "
                         "expiry and readability, e.g. /etc/kubernetes/pki (repeatable)")
     g.add_argument("--node-name", default=None, metavar="NAME",
-                   help="this node's name as the API server knows it (default: the host name)")
+                   help="this node's name as the API server knows it (default: the kubelet's "
+                        "--hostname-override, else the host name)")
 
 
 def add_policy_arguments(p: argparse.ArgumentParser) -> None:
@@ -172,11 +188,12 @@ def _opt_path(value: str | None) -> Path | None:
 def settings_from_args(ns: argparse.Namespace) -> Settings:
     """Turn parsed flags into settings. Missing groups fall back to defaults."""
     sources = SourceSettings(
-        cert_dir=Path(ns.cert_dir),
-        kubelet_config=_opt_path(ns.kubelet_config),
-        ca_files=tuple(Path(p) for p in ns.ca_file),
-        watch_paths=tuple(Path(p) for p in ns.watch),
-        node_name=ns.node_name or socket.gethostname(),
+        cert_dir=_opt_path(ns.cert_dir),
+        kubelet_config=DISCOVER if ns.kubelet_config is None else _opt_path(ns.kubelet_config),
+        host_root=Path(getattr(ns, "host_root", "/") or "/"),
+        ca_files=tuple(Path(p) for p in getattr(ns, "ca_file", ())),
+        watch_paths=tuple(Path(p) for p in getattr(ns, "watch", ())),
+        node_name=ns.node_name or "",
     )
     policy = Policy(
         critical_days=getattr(ns, "critical_days", 7.0),

@@ -8,15 +8,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from agent.config import SourceSettings
+from agent.config import DISCOVER, ApiSettings, SourceSettings
 from agent.kubelet import ROTATING_ROLES, current_name, updated_name
 from agent.model import (
     ApiState,
     CertFile,
     KubeletConfigInfo,
+    KubeletSettings,
     ReadError,
     ReadProblem,
     Role,
@@ -24,49 +26,103 @@ from agent.model import (
 )
 from agent.sources.certdir import scan_cert_dir
 from agent.sources.certfile import load_anchors, load_cert_file, load_watched
-from agent.sources.kubeletconfig import read_kubelet_config
+from agent.sources.discovery.discover import Request, discover
+from agent.sources.discovery.hostfs import resolve, to_host, under
 
 SELF_SIGNED_FILES = ("kubelet.crt", "kubelet.key")
 
 
-def build_snapshot(sources: SourceSettings, now: datetime,
-                   api: ApiState | None = None) -> Snapshot:
-    """Inventory every local input at ``now``.
+def discovery_request(sources: SourceSettings, api: ApiSettings | None = None) -> Request:
+    """What discovery is told by the agent's flags (explicit ones win)."""
+    config = sources.kubelet_config
+    return Request(
+        host_root=str(sources.host_root),
+        cert_dir=str(sources.cert_dir) if sources.cert_dir is not None else None,
+        config=None if config == DISCOVER else str(config or ""),
+        node_name=sources.node_name or None,
+        kubeconfig=str(api.kubeconfig) if api is not None and api.kubeconfig else None,
+        max_file_bytes=sources.max_file_bytes)
+
+
+def config_info(k: KubeletSettings) -> KubeletConfigInfo:
+    """The effective settings the checks read: flags over drop-ins over config over
+    defaults, serverTLSBootstrap vetoed by its feature gate. ``present`` says whether the
+    settings are known (a command line or a config file was found)."""
+    return KubeletConfigInfo(
+        path=k.config.value, present=k.command_known, error=k.config_error,
+        server_tls_bootstrap=k.effective_server_tls_bootstrap,
+        rotate_certificates=k.rotate_certificates.value,
+        tls_cert_file=k.tls_cert_file.value, tls_private_key_file=k.tls_private_key_file.value,
+        client_ca_file=k.client_ca_file.value)
+
+
+def build_snapshot(sources: SourceSettings, now: datetime, api: ApiState | None = None,
+                   kubelet: KubeletSettings | None = None) -> Snapshot:
+    """Inventory every local input at ``now``, for ``kubelet`` (discovered when None).
 
     ``certs`` order: client, server (always present, possibly MISSING), kubelet.crt
     (when present), tlsCertFile (when configured), then ``--watch`` files sorted by path.
+    Every kubelet path in the snapshot is a host path.
     """
-    cert_dir = os.path.abspath(sources.cert_dir)
+    if kubelet is None:
+        kubelet = discover(discovery_request(sources))
+    cert_dir = kubelet.cert_dir.value
     try:
-        return _build(sources, cert_dir, now, api)
+        return _build(sources, kubelet, now, api)
     except Exception as exc:  # belt and braces: each source already turns errors into data
         error = ReadError(ReadProblem.IO_ERROR,
                           f"inventory failed unexpectedly ({type(exc).__name__})")
         certs = tuple(CertFile(role=role, path=os.path.join(cert_dir, current_name(role)),
                                read_error=error) for role in ROTATING_ROLES)
-        config = KubeletConfigInfo(path=str(sources.kubelet_config or "") or None)
-        return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
-                        kubelet_config=config, certs=certs, api=api)
+        return Snapshot(taken_at=now, node_name=kubelet.node_name.value, cert_dir=cert_dir,
+                        kubelet_config=config_info(kubelet), certs=certs, api=api,
+                        kubelet=kubelet)
 
 
-def _build(sources: SourceSettings, cert_dir: str, now: datetime,
+def _build(sources: SourceSettings, kubelet: KubeletSettings, now: datetime,
            api: ApiState | None) -> Snapshot:
     limit = sources.max_file_bytes
-    config = read_kubelet_config(sources.kubelet_config, limit)
-    anchor_paths = ([config.client_ca_file] if config.client_ca_file else []) + [
+    root = kubelet.host_root
+    config = config_info(kubelet)
+    anchor_paths = ([resolve(root, config.client_ca_file)] if config.client_ca_file else []) + [
         str(p) for p in sources.ca_files]
     anchor_files, anchors = load_anchors(anchor_paths, limit)
-    scan = scan_cert_dir(cert_dir, anchors, limit)
+    cert_dir = resolve(root, kubelet.cert_dir.value)
+    scan = scan_cert_dir(cert_dir, anchors, limit, host_root=root)
     certs = list(scan.certs)
     if config.tls_cert_file:
-        certs.append(load_cert_file(Role.TLS_CERT_FILE, config.tls_cert_file, anchors, limit,
-                                    key_path=config.tls_private_key_file))
+        key = config.tls_private_key_file
+        certs.append(load_cert_file(Role.TLS_CERT_FILE, resolve(root, config.tls_cert_file),
+                                    anchors, limit, key_path=resolve(root, key) if key else None))
     # --watch files are judged for expiry and readability only: verifying each against
     # the anchors would double the cost of a 10,000-file directory for a fact no check uses.
     certs.extend(load_watched(sources.watch_paths, (), limit))
-    return Snapshot(taken_at=now, node_name=sources.node_name, cert_dir=cert_dir,
-                    kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
-                    history=scan.history, updated_links=scan.updated_links, api=api)
+    snapshot = Snapshot(taken_at=now, node_name=kubelet.node_name.value, cert_dir=cert_dir,
+                        kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
+                        history=scan.history, updated_links=scan.updated_links, api=api,
+                        kubelet=kubelet)
+    return relocate(snapshot, lambda p: to_host(root, p))
+
+
+def _cert_paths(c: CertFile, move: Callable[[str], str]) -> CertFile:
+    def opt(p: str | None) -> str | None:
+        return None if p is None else move(p)
+    link = c.link and replace(c.link, path=move(c.link.path), resolved=opt(c.link.resolved))
+    return replace(c, path=move(c.path), target=opt(c.target), key_path=opt(c.key_path),
+                   link=link)
+
+
+def relocate(snapshot: Snapshot, move: Callable[[str], str]) -> Snapshot:
+    """The snapshot with every path passed through ``move`` (local <-> host paths)."""
+    if snapshot.kubelet is None or snapshot.kubelet.host_root in ("", "/"):
+        return snapshot
+    return replace(
+        snapshot, cert_dir=move(snapshot.cert_dir),
+        certs=tuple(_cert_paths(c, move) for c in snapshot.certs),
+        anchors=tuple(_cert_paths(c, move) for c in snapshot.anchors),
+        history=tuple(replace(h, previous_path=h.previous_path and move(h.previous_path))
+                      for h in snapshot.history),
+        updated_links=tuple(move(p) for p in snapshot.updated_links))
 
 
 def _carry(previous: CertFile | None, current: CertFile, now: datetime) -> CertFile:
@@ -122,6 +178,14 @@ def input_paths(snapshot: Snapshot, sources: SourceSettings) -> frozenset[str]:
     return frozenset(paths)
 
 
+def discovery_inputs(snapshot: Snapshot) -> frozenset[str]:
+    """Local paths of the unit, drop-in, env and config files discovery read or looked for."""
+    k = snapshot.kubelet
+    if k is None:
+        return frozenset()
+    return frozenset(under(k.host_root, p) for p in k.inputs)
+
+
 def _existing_dir(path: str) -> str:
     """``path`` if it is a directory, else its nearest existing ancestor."""
     while not os.path.isdir(path):
@@ -143,7 +207,14 @@ def watch_plan(snapshot: Snapshot, sources: SourceSettings) -> tuple[
     creation is seen. Whole directories: the cert dir (new generations) and ``--watch``
     directories.
     """
-    paths = input_paths(snapshot, sources)
+    local = relocate(snapshot, lambda p: under(snapshot.kubelet.host_root, p)
+                     if snapshot.kubelet is not None else p)
+    if snapshot.kubelet is not None and snapshot.kubelet_config.path:
+        local = replace(local, kubelet_config=replace(
+            local.kubelet_config, path=under(snapshot.kubelet.host_root,
+                                             snapshot.kubelet_config.path)))
+    paths = input_paths(local, sources) | discovery_inputs(snapshot)
+    snapshot = local
     watched_dirs = {os.path.abspath(p) for p in sources.watch_paths if os.path.isdir(p)}
     wanted = {os.path.dirname(p) for p in paths - watched_dirs}
     wanted.add(snapshot.cert_dir)

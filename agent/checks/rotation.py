@@ -14,7 +14,16 @@ from datetime import datetime
 from agent import codes
 from agent.checks.common import rotation_managed
 from agent.kubelet import ROLE_NAMES, duration, iso
-from agent.model import CertFile, CertInfo, Finding, Policy, Role, Severity, Snapshot
+from agent.model import (
+    DEFAULT_SOURCE,
+    CertFile,
+    CertInfo,
+    Finding,
+    Policy,
+    Role,
+    Severity,
+    Snapshot,
+)
 
 
 def _managed(snapshot: Snapshot) -> Iterator[tuple[CertFile, CertInfo]]:
@@ -48,10 +57,16 @@ def disabled(snapshot: Snapshot) -> Iterator[Finding]:
     client = snapshot.cert(Role.CLIENT)
     expires = (f" (it expires {iso(client.leaf.not_after)})"
                if client is not None and client.leaf is not None else "")
+    where = f"in {cfg.path}" if cfg.path else "(no kubelet config)"
+    if snapshot.kubelet is not None:
+        source = snapshot.kubelet.rotate_certificates.source
+        where = "by default (neither a flag nor the config sets it)" \
+            if source == DEFAULT_SOURCE else f"({source})"
     yield Finding(
         codes.ROTATION_DISABLED, Severity.WARNING,
-        f"rotateCertificates is false in {cfg.path}: the kubelet will not renew its client "
-        f"certificate{expires}; set rotateCertificates: true and restart the kubelet",
+        f"rotateCertificates is false {where}: the kubelet will not renew its client "
+        f"certificate{expires}; set rotateCertificates: true in the kubelet config (or "
+        "--rotate-certificates) and restart the kubelet",
         cfg.path)
 
 

@@ -25,6 +25,7 @@ from agent.model import (
     RoleHistory,
     Severity,
 )
+from agent.sinks.kubelet import status_fields
 
 SCHEMA_VERSION = 1
 
@@ -53,6 +54,7 @@ def evaluation_to_dict(ev: Evaluation) -> dict[str, Any]:
         "history": {h.role.value: _history(h) for h in snap.history},
         "updated_links": list(snap.updated_links),
         "api": _api(snap.api),
+        **status_fields(snap.kubelet),
     }
 
 

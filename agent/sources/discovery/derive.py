@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from agent.kubeletsettings import DEFAULT, Sourced
+from agent.model import DEFAULT_SOURCE as DEFAULT
+from agent.model import Sourced
 from agent.sources.discovery.kubeletconf import MergedConfig
 from agent.sources.discovery.pflags import ParsedFlags, parse_bool
 
@@ -61,9 +62,13 @@ def _config_bool(config: MergedConfig, key: str, problems: list[str]) -> Sourced
     return Sourced(found[0], found[1])
 
 
+UNKNOWN_FLAGS = "unknown: no kubelet command line or config found"
+
+
 def bool_setting(flags: ParsedFlags, flag: str, config: MergedConfig, key: str,
-                 problems: list[str]) -> Sourced[bool | None]:
-    """Flag over config over the default (false); None when the config is unreadable."""
+                 problems: list[str], *, known: bool = True) -> Sourced[bool | None]:
+    """Flag over config over the default (false); None when the config is unreadable or
+    nothing of the kubelet was found (``known`` False: its flags could say anything)."""
     given = flag_value(flags, flag)
     if given is not None:
         return Sourced(parse_bool(given.value) is True, given.source)
@@ -72,6 +77,8 @@ def bool_setting(flags: ParsedFlags, flag: str, config: MergedConfig, key: str,
         return Sourced(from_config.value, from_config.source)
     if config.error is not None:
         return Sourced(None, f"unknown: {config.error.detail}")
+    if not known:
+        return Sourced(None, UNKNOWN_FLAGS)
     return Sourced(False, DEFAULT)
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from agent.config import MAX_FILE_BYTES
-from agent.kubeletsettings import DEFAULT, KubeletSettings, Sourced
+from agent.config import MAX_FILE_BYTES, ApiSettings
+from agent.model import DEFAULT_SOURCE as DEFAULT
+from agent.model import KubeletSettings, Sourced
 from agent.sources.discovery import derive, pflags, procscan, units
 from agent.sources.discovery.hostfs import read_host, resolve, under
 from agent.sources.discovery.kubeletconf import read_config
@@ -87,6 +89,7 @@ def discover(req: Request, *, pids: Collection[int] | None = None,
     cert_dir = derive.cert_dir(flags, req.cert_dir)
     found = bool(scan.found or unit.unit or req.cert_dir or merged.present
                  or os.path.isdir(resolve(root, derive.DEFAULT_CERT_DIR)))
+    known = bool(words or binary) or merged.present
     inputs = [*unit.inputs, *merged.files, *(x for x in (config.value, config_dir.value) if x)]
     return KubeletSettings(
         host_root=root, found=found, cert_dir=cert_dir,
@@ -95,9 +98,9 @@ def discover(req: Request, *, pids: Collection[int] | None = None,
         kubeconfig=derive.path_setting(flags, "kubeconfig", req.kubeconfig, "--kubeconfig"),
         bootstrap_kubeconfig=derive.path_setting(flags, "bootstrap-kubeconfig"),
         rotate_certificates=derive.bool_setting(flags, "rotate-certificates", merged,
-                                                "rotateCertificates", problems),
+                                                "rotateCertificates", problems, known=known),
         server_tls_bootstrap=derive.bool_setting(flags, "rotate-server-certificates", merged,
-                                                 "serverTLSBootstrap", problems),
+                                                 "serverTLSBootstrap", problems, known=known),
         rotate_server_gate=derive.gate_setting(flags, merged),
         tls_cert_file=derive.config_path_setting(flags, "tls-cert-file", merged,
                                                  "tlsCertFile", problems),
@@ -110,9 +113,17 @@ def discover(req: Request, *, pids: Collection[int] | None = None,
         pid=scan.found[0].pid if scan.found else None,
         started_at=scan.started_at, binary=binary, unit=unit.unit,
         other_pids=tuple(p.pid for p in scan.found[1:]),
-        config_files=tuple(f for f in merged.files), config_error=merged.error,
+        config_files=merged.files, config_error=merged.error, command_known=known,
         inputs=tuple(dict.fromkeys(inputs)),
         looked=(f"{proc} (no process named kubelet)",
                 *(f"{b}/{units.UNIT}" for b in units.SEARCH_PATHS),
                 derive.DEFAULT_CERT_DIR, DEFAULT_CONFIG),
         problems=tuple(problems))
+
+
+def effective_api(api: ApiSettings, k: KubeletSettings) -> ApiSettings:
+    """The API settings with the kubelet's own kubeconfig when none was given (read under
+    the host root). Without either, the API client tries its default kubeconfig paths."""
+    if api.kubeconfig is not None or not k.kubeconfig.value:
+        return api
+    return replace(api, kubeconfig=Path(resolve(k.host_root, k.kubeconfig.value)))
