@@ -87,7 +87,7 @@ def read_unit(root: str) -> UnitCommand:
     """The kubelet's command line from its unit under ``root``. Never raises."""
     problems: list[str] = []
     inputs = [f"{base}/{UNIT}" for base in SEARCH_PATHS]
-    unit = next((p for p in inputs if os.path.lexists(resolve(root, p))), None)
+    unit = next((p for p in inputs if os.path.lexists(under(root, p))), None)
     if unit is None:
         return UnitCommand(unit=None, inputs=tuple(inputs))
     if os.path.realpath(resolve(root, unit)) in (os.devnull, under(root, os.devnull)):
