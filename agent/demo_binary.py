@@ -60,13 +60,13 @@ def host(root: Path, host_path: str) -> Path:
     return root / host_path.lstrip("/")
 
 
-def _rehost_links(cert_dir: Path) -> None:
+def rehost_links(cert_dir: Path, host_dir: str = CERT_DIR) -> None:
     """Point every link at the absolute host path of its target, as the kubelet does."""
     for entry in cert_dir.iterdir():
         if entry.is_symlink():
             name = Path(os.readlink(entry)).name
             entry.unlink()
-            entry.symlink_to(f"{CERT_DIR}/{name}")
+            entry.symlink_to(f"{host_dir}/{name}")
 
 
 def write_binary_demo(root: Path, node: str, now: datetime,
@@ -82,7 +82,7 @@ def write_binary_demo(root: Path, node: str, now: datetime,
     cert_dir = host(root, CERT_DIR)
     shutil.move(build.cert_dir, cert_dir)
     shutil.move(build.ca_file, cert_dir / "ca.pem")
-    _rehost_links(cert_dir)
+    rehost_links(cert_dir)
     config = kubelet_configuration(Path(f"{CERT_DIR}/ca.pem"))
     config.update({"address": "0.0.0.0", "port": 10250})  # noqa: S104 - written, never bound
     host(root, CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))

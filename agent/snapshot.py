@@ -101,25 +101,29 @@ def _build(sources: SourceSettings, kubelet: KubeletSettings, now: datetime,
                         kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
                         history=scan.history, updated_links=scan.updated_links, api=api,
                         kubelet=kubelet)
-    return relocate(snapshot, lambda p: to_host(root, p))
+    return relocate(snapshot, lambda p: to_host(root, p), root.rstrip("/") + "/")
 
 
-def _cert_paths(c: CertFile, move: Callable[[str], str]) -> CertFile:
+def _cert_paths(c: CertFile, move: Callable[[str], str], strip: str) -> CertFile:
     def opt(p: str | None) -> str | None:
         return None if p is None else move(p)
+
+    def error(e: ReadError | None) -> ReadError | None:
+        return e if e is None or not strip else replace(e, detail=e.detail.replace(strip, "/"))
     link = c.link and replace(c.link, path=move(c.link.path), resolved=opt(c.link.resolved))
     return replace(c, path=move(c.path), target=opt(c.target), key_path=opt(c.key_path),
-                   link=link)
+                   link=link, read_error=error(c.read_error), key_error=error(c.key_error))
 
 
-def relocate(snapshot: Snapshot, move: Callable[[str], str]) -> Snapshot:
-    """The snapshot with every path passed through ``move`` (local <-> host paths)."""
+def relocate(snapshot: Snapshot, move: Callable[[str], str], strip: str = "") -> Snapshot:
+    """The snapshot with every path passed through ``move`` (local <-> host paths), and
+    ``strip`` (the host root and a slash) replaced by ``/`` in error details."""
     if snapshot.kubelet is None or snapshot.kubelet.host_root in ("", "/"):
         return snapshot
     return replace(
         snapshot, cert_dir=move(snapshot.cert_dir),
-        certs=tuple(_cert_paths(c, move) for c in snapshot.certs),
-        anchors=tuple(_cert_paths(c, move) for c in snapshot.anchors),
+        certs=tuple(_cert_paths(c, move, strip) for c in snapshot.certs),
+        anchors=tuple(_cert_paths(c, move, strip) for c in snapshot.anchors),
         history=tuple(replace(h, previous_path=h.previous_path and move(h.previous_path))
                       for h in snapshot.history),
         updated_links=tuple(move(p) for p in snapshot.updated_links))

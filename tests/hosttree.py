@@ -5,8 +5,15 @@ temporary ``--host-root``, written exactly as the packages and the seeds' guide 
 from __future__ import annotations
 
 import json
+import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from agent import pkigen
+from agent.demo_binary import rehost_links
+
+__all__ = ["rehost_links"]
 
 # kubernetes/release packaging: kubelet.service and 10-kubeadm.conf (deb flavour)
 KUBEADM_UNIT = """\
@@ -130,3 +137,14 @@ def seeds_node(root: Path, node: str = "m7-autocv-gpu01") -> Path:
           "rotateCertificates: true\nserverTLSBootstrap: true\nport: 10250\n"
           "address: \"192.168.1.88\"\n")
     return root
+
+
+def pki_at(root: Path, host_dir: str, node: str, now: datetime, **kw: Any) -> pkigen.NodePki:
+    """A healthy node PKI in ``host_dir`` under ``root``, links to absolute host paths as
+    the kubelet writes them (they resolve only under the host root); ``ca.crt`` beside."""
+    built = pkigen.build_node(root / "build", node, now, **kw)
+    target = root / host_dir.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(built.cert_dir, target)
+    rehost_links(target, host_dir)
+    return built
