@@ -208,8 +208,9 @@ def watch_plan(snapshot: Snapshot, sources: SourceSettings) -> tuple[
     once per evaluation. Directories to watch: the parent of every input path (link
     targets outside the cert dir included), the cert dir and each ``--watch`` directory;
     one that does not exist yet is replaced by its nearest existing ancestor, so its
-    creation is seen. Whole directories: the cert dir (new generations) and ``--watch``
-    directories.
+    creation is seen. Whole directories: the cert dir (new generations), ``--watch``
+    directories and the unit drop-in and ``--config-dir`` directories discovery read (a
+    new drop-in changes the kubelet's settings). Paths are local (under the host root).
     """
     local = relocate(snapshot, lambda p: under(snapshot.kubelet.host_root, p)
                      if snapshot.kubelet is not None else p)
@@ -217,9 +218,11 @@ def watch_plan(snapshot: Snapshot, sources: SourceSettings) -> tuple[
         local = replace(local, kubelet_config=replace(
             local.kubelet_config, path=under(snapshot.kubelet.host_root,
                                              snapshot.kubelet_config.path)))
-    paths = input_paths(local, sources) | discovery_inputs(snapshot)
+    discovery = discovery_inputs(snapshot)
+    paths = input_paths(local, sources) | discovery
     snapshot = local
     watched_dirs = {os.path.abspath(p) for p in sources.watch_paths if os.path.isdir(p)}
+    watched_dirs.update(p for p in discovery if os.path.isdir(p))
     wanted = {os.path.dirname(p) for p in paths - watched_dirs}
     wanted.add(snapshot.cert_dir)
     wanted.update(watched_dirs)

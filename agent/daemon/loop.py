@@ -27,6 +27,7 @@ from agent import __version__
 from agent.checks import judge, next_change
 from agent.clock import Clock, Monotonic, monotonic, utcnow
 from agent.config import Settings, settings_from_args
+from agent.daemon.kubelet import PROCESS_CHECK_SECONDS, KubeletTracker, effective
 from agent.daemon.logging import configure, emit
 from agent.daemon.services import Services
 from agent.daemon.settle import Settler, changed_paths
@@ -39,7 +40,16 @@ from agent.daemon.state import (
     record_textfile_error,
 )
 from agent.daemon.supervise import Notifier, Waker, add_run_arguments, settings_from_flags_file
-from agent.model import AgentState, AgentStats, ApiState, Evaluation, Role, Snapshot, event
+from agent.model import (
+    AgentState,
+    AgentStats,
+    ApiState,
+    Evaluation,
+    KubeletSettings,
+    Role,
+    Snapshot,
+    event,
+)
 from agent.sinks.events import INPUT_UNREADABLE, diff, rotated_roles
 from agent.snapshot import build_snapshot, merge_stale
 
@@ -78,7 +88,10 @@ class Daemon:
     def __init__(self, settings: Settings, *, clock: Clock = utcnow,
                  monotonic_clock: Monotonic = monotonic, flags_file: Path | None = None,
                  notifier: Notifier | None = None, services: Services | None = None) -> None:
-        self.settings = settings
+        self.settings = settings  # as configured, then with the discovered kubelet's values
+        self._configured = settings
+        self._serving = False
+        self.kubelet = KubeletTracker(settings)
         self.holder = StateHolder()
         self.waker = Waker()
         self.clock, self._monotonic = clock, monotonic_clock
@@ -123,10 +136,11 @@ class Daemon:
 
     def _evaluate(self, now: datetime, changed: Iterable[str], fs_events: int,
                   started: float) -> AgentState:
+        kubelet = self._discover(changed)
         with self._api_lock:
             api, self._api_changed = self._api_state, False
-        snapshot = merge_stale(self._snapshot, build_snapshot(self.settings.sources, now, api),
-                               now)
+        snapshot = merge_stale(self._snapshot, build_snapshot(self.settings.sources, now, api,
+                                                              kubelet), now)
         moved = set(changed) | changed_paths(self._snapshot, snapshot)
         self._snapshot = snapshot
         raw = judge(snapshot, now, self.settings.policy)
@@ -145,6 +159,17 @@ class Daemon:
         if Role.CLIENT in roles:
             self.services.credentials_changed()
         return state
+
+    def _discover(self, changed: Iterable[str] = ()) -> KubeletSettings:
+        """The kubelet to judge; its node name and kubeconfig feed the API monitor."""
+        kubelet, events = self.kubelet.refresh(changed)
+        emit(events)
+        new = effective(self._configured, kubelet)
+        if new != self.settings:
+            old, self.settings = self.settings, new
+            if self._serving:  # before serve() the services start with the new settings
+                self.services.apply(old, new)
+        return kubelet
 
     def _write_textfile(self, state: AgentState) -> None:
         directory = self.settings.daemon.textfile_dir
@@ -215,7 +240,7 @@ class Daemon:
         The next evaluation re-reads the kubelet config and the anchors in any case.
         Returns False (and logs why) when the flags file is unreadable or invalid.
         """
-        new = self.settings
+        new = self._configured
         if self._flags_file is not None:
             try:
                 new = settings_from_flags_file(self._flags_file)
@@ -224,6 +249,8 @@ class Daemon:
                 emit([event("reload_failed", "error", flags_file=str(self._flags_file),
                             error=reason)])
                 return False
+        self._configured = new
+        self.kubelet.reconfigure(new)
         old, self.settings = self.settings, new
         self._settler.settle = timedelta(seconds=new.daemon.settle)
         if new.daemon.log_format != old.daemon.log_format:
@@ -237,7 +264,9 @@ class Daemon:
 
     def serve(self) -> int:
         """Run until :meth:`request_stop`; returns the exit code (0)."""
+        self._discover()  # the node name and kubeconfig the API monitor starts with
         self.services.start()
+        self._serving = True
         emit([event("agent_started", version=__version__, pid=os.getpid(),
                     node=self.settings.sources.node_name,
                     cert_dir=str(self.settings.sources.cert_dir), **self.services.describe())])
@@ -251,12 +280,15 @@ class Daemon:
 
     def _loop(self) -> None:
         due, changed, count = True, frozenset[str](), 0
-        last_eval = self._monotonic()
+        last_eval = last_process_check = self._monotonic()
         status_line = ""
         while not self._stop_requested:
             if self._reload_requested:
                 self._reload_requested = False
                 due = self.reload() or due
+            if self._monotonic() - last_process_check >= PROCESS_CHECK_SECONDS:
+                last_process_check = self._monotonic()
+                due = self.kubelet.process_changed() or due  # a new pid: discover again
             now = self.clock()
             deadline = self.next_deadline(now)
             rescan = False
@@ -276,7 +308,7 @@ class Daemon:
                 due = rescan or overflowed or self._api_changed
 
     def _timeout(self, now: datetime) -> float:
-        timeouts = [MAX_IDLE_SECONDS]
+        timeouts = [MAX_IDLE_SECONDS, PROCESS_CHECK_SECONDS]
         deadline = self.next_deadline(now)
         if deadline is not None and deadline <= now:
             # only left behind by a failed evaluation: retry, but never in a tight loop
