@@ -5,7 +5,11 @@ temporary ``--host-root``, written exactly as the packages and the seeds' guide 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -148,3 +152,24 @@ def pki_at(root: Path, host_dir: str, node: str, now: datetime, **kw: Any) -> pk
     shutil.move(built.cert_dir, target)
     rehost_links(target, host_dir)
     return built
+
+
+def start_kubelet(directory: Path, argv: list[str]) -> subprocess.Popen[bytes]:
+    """A real process whose comm is ``kubelet`` and whose argv is ``argv`` (plus a ``-``
+    after argv[0]): the Python interpreter through a symlink named kubelet, reading its
+    program (a long sleep) from stdin. The caller kills it."""
+    from agent.sources.discovery import procscan
+
+    exe = directory / "kubelet"
+    if not exe.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        exe.symlink_to(os.path.realpath(sys.executable))
+    proc = subprocess.Popen([argv[0], "-", *argv[1:]], executable=str(exe),
+                            stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(b"import time\ntime.sleep(120)\n")
+    proc.stdin.close()
+    deadline = time.monotonic() + 10
+    while not procscan.kubelets("/proc", {proc.pid}) and time.monotonic() < deadline:
+        time.sleep(0.01)  # bounded: exec sets comm at once, this rarely loops
+    return proc

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,21 +225,8 @@ class TestProcFiles:
 
 @pytest.fixture
 def kubelet_process(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real process whose comm is ``kubelet`` and whose argv is the seeds' command line:
-    the Python interpreter through a symlink named kubelet, reading its program from stdin."""
-    exe = tmp_path / "bin" / "kubelet"
-    exe.parent.mkdir()
-    exe.symlink_to(os.path.realpath(sys.executable))
-    argv = [hosttree.SEEDS_ARGV[0], "-", *hosttree.SEEDS_ARGV[1:]]
-    proc = subprocess.Popen(argv, executable=str(exe), stdin=subprocess.PIPE)
-    assert proc.stdin is not None
-    proc.stdin.write(b"import time\ntime.sleep(60)\n")
-    proc.stdin.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # until the interpreter has read its program
-        if procscan.kubelets("/proc", {proc.pid}):
-            break
-        time.sleep(0.01)
+    """A real process whose comm is ``kubelet`` and whose argv is the seeds' command line."""
+    proc = hosttree.start_kubelet(tmp_path / "bin", hosttree.SEEDS_ARGV)
     yield proc
     proc.kill()
     proc.wait(5)

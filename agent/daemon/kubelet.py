@@ -46,7 +46,8 @@ def effective(configured: Settings, k: KubeletSettings) -> Settings:
 class KubeletTracker:
     """Holds the current discovery; the daemon's thread is the only caller."""
 
-    def __init__(self, configured: Settings) -> None:
+    def __init__(self, configured: Settings, pids: frozenset[int] | None = None) -> None:
+        self._pids = pids  # only these processes count (tests on a shared machine)
         self._request: Request = discovery_request(configured.sources, configured.api)
         self.current: KubeletSettings | None = None
         self._process: procscan.ProcessInfo | None = None
@@ -69,8 +70,7 @@ class KubeletTracker:
         proc = _proc(k)
         if self._process is not None:
             return not procscan.alive(proc, self._process)
-        found = procscan.kubelets(proc)
-        return bool(found)
+        return bool(procscan.kubelets(proc, self._pids))
 
     def refresh(self, changed: Iterable[str] = ()) -> tuple[KubeletSettings, list[Event]]:
         """The discovery to judge with, re-discovering when needed; events to log."""
@@ -78,7 +78,7 @@ class KubeletTracker:
         if self.current is not None and not (self._stale or inputs_changed
                                              or self.process_changed()):
             return self.current, []
-        new = discover(self._request)
+        new = discover(self._request, pids=self._pids)
         old, self._stale = self.current, False
         events: list[Event] = []
         if (old is not None and old.pid is not None and new.pid is None
