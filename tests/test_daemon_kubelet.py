@@ -122,6 +122,5 @@ class TestDaemon:
         unit = write(tmp_path, UNIT, "[Service]\nExecStart=/k --cert-dir=/pki\n")
         assert str(unit) in daemon.kubelet.inputs()  # it keeps looking where units appear
         daemon.run_once(NOW, [str(unit)])
-        state = daemon.holder.get()
-        assert state is not None
-        assert "KUBELET_NOT_FOUND" not in [f.code for f in state.evaluation.findings]
+        assert daemon.snapshot is not None and daemon.snapshot.kubelet is not None
+        assert daemon.snapshot.kubelet.found and daemon.snapshot.cert_dir == "/pki"
