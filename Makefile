@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-node
 
-.PHONY: demo test lint unit bench deb rpm packages package-check clean
+.PHONY: demo test lint unit slow bench deb rpm packages package-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,15 +20,23 @@ demo: $(VENV)/.installed
 	  --kubelet-config $(DEMO_DIR)/config.yaml --node-name demo-node-1; \
 	  echo "(check exited $$?: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)"
 
-## test: lint, type-check and run the whole test suite
-test: lint unit
+## test: lint, type-check and run the whole test suite (unit tests, then the slow ones)
+test: lint unit slow
 
 lint: $(VENV)/.installed
+	@echo "== lint: ruff and mypy =="
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Everything but the soak and the large property runs: the suite a developer runs often.
 unit: $(VENV)/.installed
-	$(BIN)/pytest -q
+	@echo "== unit: pytest -m 'not slow' =="
+	$(BIN)/pytest -q -m "not slow"
+
+# The soak (1,000 real kubelet swaps) and the 10,000-input property runs, on their own.
+slow: $(VENV)/.installed
+	@echo "== slow: pytest -m slow (soak, properties) =="
+	$(BIN)/pytest -q -m slow
 
 ## bench: run every benchmark and print its figures
 bench: $(VENV)/.installed

@@ -80,3 +80,28 @@ DESCRIPTIONS: Final[dict[str, str]] = {
 }
 
 ALL: Final[frozenset[str]] = frozenset(DESCRIPTIONS)
+
+# How the table's STATE column words a finding about one file. The table renders these
+# from the findings (it never re-judges a certificate); a code not listed is shown as
+# its name in lower case.
+STATE_WORDS: Final[dict[str, str]] = {
+    CERT_EXPIRED: "expired",
+    CERT_NOT_YET_VALID: "not yet valid",
+    CERT_EXPIRING_SOON: "expiring soon",
+    ROTATION_OVERDUE: "rotation overdue",
+    ROTATION_DISABLED: "rotation disabled",
+    SERVER_CERT_SELF_SIGNED: "self-signed",
+    SERVER_CERT_MISSING: "missing",
+    CLIENT_CERT_MISSING: "missing",
+    SYMLINK_BROKEN: "link broken",
+    CURRENT_NOT_SYMLINK: "not a symlink",
+    CERT_UNREADABLE: "unreadable",
+    KEY_MISMATCH: "key mismatch",
+    IDENTITY_MISMATCH: "identity mismatch",
+    UNTRUSTED_ISSUER: "untrusted",
+}
+
+
+def state_word(code: str) -> str:
+    """The table's word for a finding code."""
+    return STATE_WORDS.get(code, code.lower().replace("_", " "))

@@ -23,6 +23,8 @@ DEFAULT_KUBECONFIGS = (
     "/var/lib/kubelet/kubeconfig",
 )
 DEFAULT_LISTEN = "127.0.0.1:9731"
+# The thresholds' defaults live in one place, the model's Policy: flags and --help read them.
+_P = Policy()
 MAX_FILE_BYTES = 1 << 20  # read at most 1 MiB of any input file
 
 
@@ -125,21 +127,24 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_policy_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("thresholds")
-    g.add_argument("--critical-days", type=_positive_float, default=7.0, metavar="DAYS",
+    g.add_argument("--critical-days", type=_positive_float, default=_P.critical_days,
+                   metavar="DAYS",
                    help="CERT_EXPIRING_SOON is critical below min(DAYS, --critical-fraction "
                         "of the lifetime) left (default: %(default)s)")
-    g.add_argument("--critical-fraction", type=_fraction, default=0.05, metavar="F",
+    g.add_argument("--critical-fraction", type=_fraction, default=_P.critical_fraction, metavar="F",
                    help="(default: %(default)s)")
-    g.add_argument("--warning-days", type=_positive_float, default=30.0, metavar="DAYS",
+    g.add_argument("--warning-days", type=_positive_float, default=_P.warning_days, metavar="DAYS",
                    help="CERT_EXPIRING_SOON is a warning below min(DAYS, --warning-fraction "
                         "of the lifetime) left (default: %(default)s)")
-    g.add_argument("--warning-fraction", type=_fraction, default=0.10, metavar="F",
+    g.add_argument("--warning-fraction", type=_fraction, default=_P.warning_fraction, metavar="F",
                    help="(default: %(default)s: 90 %% of the lifetime, where the kubelet's "
                         "rotation window ends, so a healthy node never warns)")
-    g.add_argument("--csr-stale-after", type=_positive_float, default=600.0, metavar="SECONDS",
+    g.add_argument("--csr-stale-after", type=_positive_float,
+                   default=_P.csr_stale_after.total_seconds(), metavar="SECONDS",
                    help="a serving CSR Pending longer than this raises SERVING_CSR_PENDING "
                         "(default: %(default)s)")
-    g.add_argument("--issue-timeout", type=_positive_float, default=300.0, metavar="SECONDS",
+    g.add_argument("--issue-timeout", type=_positive_float,
+                   default=_P.issue_timeout.total_seconds(), metavar="SECONDS",
                    help="an approved CSR without a certificate after this raises "
                         "SERVING_CSR_NOT_ISSUED (default: %(default)s)")
 
@@ -196,12 +201,14 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
         node_name=ns.node_name or "",
     )
     policy = Policy(
-        critical_days=getattr(ns, "critical_days", 7.0),
-        critical_fraction=getattr(ns, "critical_fraction", 0.05),
-        warning_days=getattr(ns, "warning_days", 30.0),
-        warning_fraction=getattr(ns, "warning_fraction", 0.10),
-        csr_stale_after=timedelta(seconds=getattr(ns, "csr_stale_after", 600.0)),
-        issue_timeout=timedelta(seconds=getattr(ns, "issue_timeout", 300.0)),
+        critical_days=getattr(ns, "critical_days", _P.critical_days),
+        critical_fraction=getattr(ns, "critical_fraction", _P.critical_fraction),
+        warning_days=getattr(ns, "warning_days", _P.warning_days),
+        warning_fraction=getattr(ns, "warning_fraction", _P.warning_fraction),
+        csr_stale_after=timedelta(seconds=getattr(ns, "csr_stale_after",
+                                                  _P.csr_stale_after.total_seconds())),
+        issue_timeout=timedelta(seconds=getattr(ns, "issue_timeout",
+                                                _P.issue_timeout.total_seconds())),
     )
     api = ApiSettings(
         offline=getattr(ns, "offline", False),

@@ -16,7 +16,16 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
-from agent.model import ROTATION_WINDOW_END, ROTATION_WINDOW_START, Role, Sans
+from agent.model import (
+    ROTATION_WINDOW_END,
+    ROTATION_WINDOW_START,
+    CertFile,
+    LinkProblem,
+    ReadProblem,
+    Role,
+    Sans,
+    Snapshot,
+)
 
 __all__ = [
     "GENERATION",
@@ -33,6 +42,7 @@ __all__ = [
     "duration",
     "generation_name",
     "is_ip",
+    "is_missing",
     "iso",
     "names_node",
     "node_user",
@@ -40,6 +50,7 @@ __all__ = [
     "residual",
     "rotation_managed",
     "served_role",
+    "serving_choice",
     "updated_name",
 ]
 
@@ -83,7 +94,7 @@ KUBELET_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_
 SERVING_ROLES = frozenset({Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
 
 
-def served_role(server_tls_bootstrap: bool | None, tls_cert_file: str | None, *,
+def serving_choice(server_tls_bootstrap: bool | None, tls_cert_file: str | None, *,
                 config_known: bool, server_cert_present: bool) -> Role:
     """The certificate the kubelet serves on its port.
 
@@ -97,6 +108,23 @@ def served_role(server_tls_bootstrap: bool | None, tls_cert_file: str | None, *,
     if server_tls_bootstrap is None and not config_known and server_cert_present:
         return Role.SERVER
     return Role.TLS_CERT_FILE if tls_cert_file else Role.SELF_SIGNED
+
+
+def is_missing(cf: CertFile) -> bool:
+    """No entry at all: a MISSING link, or a plain path that does not exist."""
+    if cf.link is not None:
+        return cf.link.problem is LinkProblem.MISSING
+    return cf.leaf is None and cf.read_error is not None and (
+        cf.read_error.problem is ReadProblem.NOT_FOUND)
+
+
+def served_role(snapshot: Snapshot) -> Role:
+    """The certificate this snapshot's kubelet serves (:func:`serving_choice`)."""
+    cfg = snapshot.kubelet_config
+    server = snapshot.cert(Role.SERVER)
+    return serving_choice(cfg.server_tls_bootstrap, cfg.tls_cert_file,
+                          config_known=cfg.present and cfg.error is None,
+                          server_cert_present=server is not None and not is_missing(server))
 
 
 def rotation_managed(role: Role, rotate_certificates: bool | None,

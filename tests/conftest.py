@@ -6,10 +6,11 @@ require_tool``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,32 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{message} (CI must install it: see .ci/run)")
         pytest.skip(message)
     return path
+
+
+# RSA-2048 keys take 50-300 ms each to generate and every CA and kubelet.crt needs one:
+# tests get them from a pool made once per session. Consecutive keys always differ (a
+# certificate and the "wrong" key a test makes next are never the same key); no test
+# needs an RSA key no other test has seen. EC keys (the kubelet's) stay fresh each time.
+_RSA_POOL_SIZE = 24
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pooled_rsa_keys() -> Iterator[None]:
+    fresh = pkigen.new_key
+    pool: list[pkigen.PrivateKey] = []  # filled on demand, then reused in turn
+    turn = itertools.count()
+
+    def new_key(key_type: pkigen.KeyType = "ec") -> pkigen.PrivateKey:
+        if key_type != "rsa":
+            return fresh(key_type)
+        if len(pool) < _RSA_POOL_SIZE:
+            pool.append(fresh("rsa"))
+            return pool[-1]
+        return pool[next(turn) % _RSA_POOL_SIZE]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pkigen, "new_key", new_key)
+        yield
 
 
 @pytest.fixture(name="require_tool")

@@ -252,6 +252,7 @@ class TestHistory:
         client_hist = scan(node_pki.cert_dir).history[0]  # type: ignore[attr-defined]
         assert client_hist.previous_path == str(files[-1])
 
+    @pytest.mark.slow
     def test_ten_thousand_generations_are_counted_exactly(self, tmp_path: Path) -> None:
         """10,000 history files (never opened) are all counted; the real previous is parsed."""
         ca = pkigen.cluster_ca(NOW)

@@ -128,10 +128,15 @@ class TestRunProcess:
         wait_for(lambda: f'serial="{serial}"' in agent.metrics(), TIMEOUT, "new serial")
         agent.flags.write_text(f'KUBELET_CERT_AGENT_ARGS="--offline --cert-dir {node.cert_dir} '
                                f'--kubelet-config {node.config} --node-name {NODE} '
-                               f'--listen 127.0.0.1:0 --textfile-dir {agent.textfile_dir}"\n')
+                               f'--listen 127.0.0.1:0 --textfile-dir {agent.textfile_dir} '
+                               f'--warning-days 400 --warning-fraction 0.9"\n')
+        assert 'code="CERT_EXPIRING_SOON"' not in agent.metrics()
         agent.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: agent.event("reloaded"), TIMEOUT, "reloaded event")
         assert agent.get("/healthz")[0] == 200
+        # the reloaded threshold is in force: a one-year certificate is now "expiring soon"
+        wait_for(lambda: 'code="CERT_EXPIRING_SOON"' in agent.metrics(), TIMEOUT,
+                 "the reloaded --warning-days applied")
         assert 'kubelet_cert_agent_rotations_observed_total{role="client"} 1.0' in agent.metrics()
 
     @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -9,8 +9,8 @@ from cryptography import x509
 
 from agent import codes, pkigen
 from agent.checks import evaluate, files
-from agent.checks.common import served_role
 from agent.config import SourceSettings
+from agent.kubelet import served_role
 from agent.model import (
     KubeletConfigInfo,
     LinkProblem,

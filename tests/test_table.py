@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from agent import codes
+from agent.checks import judge
+from agent.kubelet import residual
 from agent.model import (
     ApiError,
     ApiProblem,
@@ -23,8 +25,9 @@ from agent.model import (
     ReadProblem,
     Role,
     Severity,
+    Snapshot,
 )
-from agent.sinks.table import cert_state, issuer_cn, render_table, residual, summary_line
+from agent.sinks.table import cert_state, issuer_cn, render_table, summary_line
 from tests.snapshots import (
     CERT_DIR,
     SINK_NOW,
@@ -90,14 +93,17 @@ class TestIssuerCn:
         assert issuer_cn(issuer) == cn
 
 
+def _judged_state(snap: Snapshot, first_word: str) -> str:
+    """The STATE cell of a row, rendered from the real checks' findings."""
+    return _cells(_row(render_table(judge(snap, SINK_NOW)), first_word))[-1]
+
+
 class TestCertState:
     leaf = sink_cert(SINK_NOW - timedelta(days=100))
 
     @pytest.mark.parametrize(("changes", "state"), [
         ({}, "ok"),
-        ({"self_signed": True, "trusted": False}, "self-signed, untrusted"),
         ({"key_match": KeyMatch.MISMATCH}, "key mismatch"),
-        ({"key_match": KeyMatch.UNREADABLE}, "key unreadable"),
         ({"leaf": None, "chain": (), "read_error": ReadError(ReadProblem.TRUNCATED, "x")},
          "unreadable (truncated)"),
         ({"read_error": ReadError(ReadProblem.PERMISSION_DENIED, "x"), "stale_since": SINK_NOW},
@@ -107,28 +113,57 @@ class TestCertState:
          "link dangling"),
         ({"leaf": sink_cert(SINK_NOW - timedelta(days=400))}, "expired"),
         ({"leaf": sink_cert(SINK_NOW + timedelta(hours=2))}, "not yet valid"),
-        ({"leaf": sink_cert(SINK_NOW - timedelta(days=340))}, "rotation overdue"),
-        ({"leaf": None, "chain": ()}, "missing"),
-    ], ids=["healthy", "self-signed", "key-mismatch", "key-unreadable", "unreadable",
-            "stale", "dangling", "expired", "not-yet-valid", "overdue", "missing"])
-    def test_state_names_every_problem_of_the_file(self, changes: dict[str, Any],
-                                                   state: str) -> None:
-        """STATE lists what is wrong with one file in a few words, 'ok' when nothing."""
-        cert = replace(sink_link(Role.CLIENT, self.leaf), **changes)
-        assert cert_state(cert, SINK_NOW) == state
+        ({"leaf": sink_cert(SINK_NOW - timedelta(days=340))},
+         "expiring soon, rotation overdue"),
+    ], ids=["healthy", "key-mismatch", "unreadable", "stale", "dangling", "expired",
+            "not-yet-valid", "overdue"])
+    def test_state_names_what_the_findings_say_of_the_file(self, changes: dict[str, Any],
+                                                           state: str) -> None:
+        """STATE words the findings about one file, 'ok' when there is none."""
+        snap = sink_snapshot(replace(sink_link(Role.CLIENT, self.leaf), **changes),
+                             sink_link(Role.SERVER, self.leaf))
+        assert _judged_state(snap, "client") == state
+
+    def test_state_is_only_what_the_findings_say(self) -> None:
+        """A finding the table is given is shown even where the table would judge nothing."""
+        cert = sink_link(Role.CLIENT, self.leaf)
+        ev = evaluation(sink_snapshot(cert), finding(codes.IDENTITY_MISMATCH, Severity.WARNING,
+                                                     cert.path))
+        assert cert_state(cert, ev.findings) == "identity mismatch"
+        assert cert_state(cert, ()) == "ok"
+
+    def test_no_rotation_overdue_when_the_kubelet_does_not_rotate(self) -> None:
+        """rotateCertificates false and the client at 95 %: the findings say 'rotation
+        disabled' and expiring soon, never 'rotation overdue' (the kubelet renews nothing)."""
+        old = sink_cert(SINK_NOW - timedelta(days=347))
+        snap = sink_snapshot(sink_link(Role.CLIENT, old), sink_link(Role.SERVER, self.leaf),
+                             cfg=replace(healthy_snapshot().kubelet_config,
+                                         rotate_certificates=False))
+        ev = judge(snap, SINK_NOW)
+        assert codes.ROTATION_OVERDUE not in {f.code for f in ev.findings}
+        assert "rotation overdue" not in _judged_state(snap, "client")
+
+    def test_leftover_server_certificate_is_unused_without_server_tls_bootstrap(self) -> None:
+        """serverTLSBootstrap false: kubelet-server-current.pem is not served, so it is
+        neither judged nor called overdue; the table says it is unused."""
+        old = sink_cert(SINK_NOW - timedelta(days=347))
+        snap = sink_snapshot(sink_link(Role.CLIENT, self.leaf), sink_link(Role.SERVER, old),
+                             cfg=replace(healthy_snapshot().kubelet_config,
+                                         server_tls_bootstrap=False))
+        assert _judged_state(snap, "server") == "unused (not served, not judged)"
 
     def test_a_ca_is_not_called_self_signed(self) -> None:
         """Every root CA is self-signed; saying so would only alarm the reader."""
-        ca = sink_cert(SINK_NOW - timedelta(days=10), subject="CN=kubernetes", is_ca=True)
-        anchor = CertFile(role=Role.TRUST_ANCHOR, path="/ca.crt", leaf=ca, chain=(ca,),
-                          self_signed=True)
-        assert cert_state(anchor, SINK_NOW) == "ok"
+        snap = healthy_snapshot()
+        assert _judged_state(snap, "ca") == "ok"
 
     def test_rotation_overdue_only_for_roles_the_kubelet_renews(self) -> None:
         """A CA past 90 % of its life is not 'rotation overdue': the kubelet never renews it."""
-        old = sink_cert(SINK_NOW - timedelta(days=340))
-        anchor = CertFile(role=Role.TRUST_ANCHOR, path="/ca.crt", leaf=old, chain=(old,))
-        assert cert_state(anchor, SINK_NOW) == "ok"
+        old = sink_cert(SINK_NOW - timedelta(days=340), subject="CN=kubernetes", is_ca=True)
+        snap = replace(healthy_snapshot(), anchors=(
+            CertFile(role=Role.TRUST_ANCHOR, path="/ca.crt", target="/ca.crt", leaf=old,
+                     chain=(old,)),))
+        assert "rotation overdue" not in _judged_state(snap, "ca")
 
 
 class TestRenderTable:
@@ -206,7 +241,7 @@ class TestRenderTable:
     def test_unreadable_file_and_broken_link_render_without_dates(self) -> None:
         """A file with no certificate shows '-' for its dates and says why in STATE."""
         broken = sink_link(Role.SERVER, None, read_error=ReadError(ReadProblem.GARBAGE, "x"))
-        text = render_table(evaluation(sink_snapshot(broken)))
+        text = render_table(judge(sink_snapshot(broken), SINK_NOW))
         row = _row(text, "server")
         assert _cells(row)[2:] == ["-", "-", "-", "-", "unreadable (garbage)"]
 
@@ -220,10 +255,10 @@ class TestRenderTable:
         assert long_path not in row
 
     @pytest.mark.parametrize(("config", "state"), [
-        ({"server_tls_bootstrap": True}, "self-signed, untrusted (unused)"),
+        ({"server_tls_bootstrap": True}, "unused (not served, not judged)"),
         ({"server_tls_bootstrap": False, "tls_cert_file": "/etc/kubelet/tls.crt"},
-         "self-signed, untrusted (unused)"),
-        ({"server_tls_bootstrap": False}, "self-signed, untrusted"),
+         "unused (not served, not judged)"),
+        ({"server_tls_bootstrap": False}, "self-signed"),
     ], ids=["server-tls-bootstrap", "tls-cert-file", "served"])
     def test_self_signed_fallback_is_marked_unused_when_the_kubelet_does_not_serve_it(
             self, config: dict[str, Any], state: str) -> None:
@@ -234,7 +269,7 @@ class TestRenderTable:
                             leaf=sink_cert(SINK_NOW - timedelta(days=10), issuer="CN=node1-ca@1"))
         snap = replace(snap, certs=(*snap.certs, fallback),
                        kubelet_config=replace(snap.kubelet_config, **config))
-        row = _row(render_table(evaluation(snap)), "kubelet-crt")
+        row = _row(render_table(judge(snap, SINK_NOW)), "kubelet-crt")
         assert _cells(row)[1] == "kubelet.crt"
         assert _cells(row)[-2:] == ["node1-ca@1", state]
 

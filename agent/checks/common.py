@@ -15,8 +15,16 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from agent import kubelet
-from agent.kubelet import KUBELET_ROLES, SERVING_ROLES, generation_name, updated_name
-from agent.model import CertFile, CsrInfo, KeyMatch, LinkProblem, ReadProblem, Role, Snapshot
+from agent.kubelet import (
+    KUBELET_ROLES,
+    ROTATING_ROLES,
+    SERVING_ROLES,
+    generation_name,
+    is_missing,
+    served_role,
+    updated_name,
+)
+from agent.model import CertFile, CsrInfo, KeyMatch, Role, Snapshot
 
 
 def swap_in_progress(snapshot: Snapshot, role: Role) -> bool:
@@ -33,7 +41,7 @@ def swap_interrupted(cf: CertFile) -> bool:
 
 def in_swap_gap(snapshot: Snapshot) -> bool:
     """Some ``-current.pem`` is missing while its ``-updated.pem`` exists (swap step 3-4)."""
-    return any(cf.role in (Role.CLIENT, Role.SERVER) and (
+    return any(cf.role in ROTATING_ROLES and (
         swap_interrupted(cf) or (is_missing(cf) and swap_in_progress(snapshot, cf.role)))
         for cf in snapshot.certs)
 
@@ -41,24 +49,6 @@ def in_swap_gap(snapshot: Snapshot) -> bool:
 def kubelet_not_found(snapshot: Snapshot) -> bool:
     """Discovery found no kubelet process, no unit and nothing at the default paths."""
     return snapshot.kubelet is not None and not snapshot.kubelet.found
-
-
-def is_missing(cf: CertFile) -> bool:
-    """No entry at all: a MISSING link, or a plain path that does not exist."""
-    if cf.link is not None:
-        return cf.link.problem is LinkProblem.MISSING
-    return cf.leaf is None and cf.read_error is not None and (
-        cf.read_error.problem is ReadProblem.NOT_FOUND)
-
-
-def served_role(snapshot: Snapshot) -> Role:
-    """The certificate the kubelet serves (:func:`agent.kubelet.served_role`)."""
-    cfg = snapshot.kubelet_config
-    server = snapshot.cert(Role.SERVER)
-    return kubelet.served_role(
-        cfg.server_tls_bootstrap, cfg.tls_cert_file,
-        config_known=cfg.present and cfg.error is None,
-        server_cert_present=server is not None and not is_missing(server))
 
 
 def judged_certs(snapshot: Snapshot) -> Iterator[CertFile]:

@@ -21,14 +21,13 @@ from datetime import datetime
 from agent import codes
 from agent.checks.common import (
     history_file,
-    is_missing,
     judged_certs,
     kubelet_not_found,
     kubelet_owned,
     newest_csr,
     swap_interrupted,
 )
-from agent.kubelet import ROLE_NAMES, iso, updated_name
+from agent.kubelet import ROLE_NAMES, is_missing, iso, updated_name
 from agent.model import (
     CertFile,
     CsrState,

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from agent import codes
-from agent.checks.common import judged_certs, kubelet_owned, served_role
-from agent.kubelet import ROLE_NAMES, names_node, node_user
+from agent.checks.common import judged_certs, kubelet_owned
+from agent.kubelet import ROLE_NAMES, names_node, node_user, served_role
 from agent.model import CertFile, CertInfo, Finding, KeyMatch, Policy, Role, Severity, Snapshot
 
 PEERS = {

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from agent import codes
 from agent.checks.common import rotation_managed
-from agent.kubelet import ROLE_NAMES, duration, iso
+from agent.kubelet import ROLE_NAMES, ROTATING_ROLES, duration, iso
 from agent.model import (
     DEFAULT_SOURCE,
     CertFile,
@@ -28,7 +28,7 @@ from agent.model import (
 
 def _managed(snapshot: Snapshot) -> Iterator[tuple[CertFile, CertInfo]]:
     """Client and server files the kubelet renews itself, with the leaf to judge."""
-    for role in (Role.CLIENT, Role.SERVER):
+    for role in ROTATING_ROLES:
         cf = snapshot.cert(role)
         if cf is not None and cf.leaf is not None and rotation_managed(snapshot, cf):
             yield cf, cf.leaf

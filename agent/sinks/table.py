@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from agent.kubelet import iso
+from agent import codes
+from agent.kubelet import ROTATING_ROLES, SERVING_ROLES, iso, residual, served_role
 from agent.model import (
     ApiState,
     CertFile,
     Evaluation,
-    KeyMatch,
+    Finding,
     KubeletConfigInfo,
-    Role,
     RoleHistory,
     Severity,
     Snapshot,
@@ -30,7 +30,6 @@ from agent.model import (
 
 HEADERS = ("CERTIFICATE", "PATH", "EXPIRES (UTC)", "RESIDUAL TIME", "ROTATION WINDOW",
            "ISSUER", "STATE")
-ROTATED_ROLES = (Role.CLIENT, Role.SERVER)  # the only ones the kubelet renews itself
 MAX_PATH = 72
 NONE = "-"
 
@@ -39,7 +38,8 @@ def render_table(ev: Evaluation) -> str:
     """The whole report, newline-terminated."""
     snap = ev.snapshot
     lines = [_context_line(snap), ""]
-    rows = [_cert_row(c, snap.cert_dir, ev.now, _unused(c, snap.kubelet_config))
+    rows = [_cert_row(c, snap.cert_dir, ev.now,
+                      cert_state(c, ev.findings, served=_served(c, snap)))
             for c in snap.certs + snap.anchors]
     lines += _columns([HEADERS, *rows]) if rows else ["no certificate files found"]
     lines += [f"swap in progress: {_short(p, snap.cert_dir)}" for p in snap.updated_links]
@@ -64,22 +64,6 @@ def summary_line(ev: Evaluation) -> str:
             f"node {ev.snapshot.node_name}, evaluated {iso(ev.now)}")
 
 
-def residual(delta: timedelta) -> str:
-    """``364d``, ``3d4h``, ``5h12m``, ``7m``, ``expired 2d ago``."""
-    if delta < timedelta(0):
-        return f"expired {residual(-delta)} ago"
-    days, rest = divmod(int(delta.total_seconds()), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days >= 10:
-        return f"{days}d"
-    if days:
-        return f"{days}d{hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
-    return f"{minutes}m" if minutes else f"{int(delta.total_seconds())}s"
-
-
 def issuer_cn(issuer: str) -> str:
     """The CN of an RFC 4514 issuer name; the whole name when it has no CN."""
     try:
@@ -90,50 +74,49 @@ def issuer_cn(issuer: str) -> str:
     return str(attrs[0].value) if attrs else issuer
 
 
-def cert_state(c: CertFile, now: datetime) -> str:
-    """What is wrong with one file, in a few words (``ok`` when nothing)."""
+def findings_about(c: CertFile, findings: Iterable[Finding]) -> list[Finding]:
+    """The findings that name this file (its path, link target or key), worst first."""
+    paths = {c.path, c.target, c.key_path} - {None}
+    return sorted((f for f in findings if f.path in paths), key=lambda f: -f.severity)
+
+
+def cert_state(c: CertFile, findings: Iterable[Finding], *, served: bool = True) -> str:
+    """What the findings say about one file, in a few words (``ok`` when nothing).
+
+    The words come from the findings alone (:data:`agent.codes.STATE_WORDS`), so the
+    table can never contradict them. A serving file the kubelet does not serve is not
+    judged at all: it is shown as ``unused``.
+    """
+    if not served:
+        return "unused (not served, not judged)"
     words: list[str] = []
-    if c.link is not None and c.link.problem is not None:
-        words.append(f"link {c.link.problem.value}")
-    if c.read_error is not None:
-        words.append(f"unreadable ({c.read_error.problem.value})")
+    for f in findings_about(c, findings):
+        word = codes.state_word(f.code)
+        if f.code == codes.SYMLINK_BROKEN and c.link is not None and c.link.problem:
+            word = f"link {c.link.problem.value}"
+        elif f.code == codes.CERT_UNREADABLE and c.read_error is not None:
+            word = f"unreadable ({c.read_error.problem.value})"
+        if word not in words:
+            words.append(word)
     if c.stale_since is not None:
         words.append(f"stale since {iso(c.stale_since)}")
-    leaf = c.leaf
-    if leaf is not None:
-        if now >= leaf.not_after:
-            words.append("expired")
-        elif now < leaf.not_before:
-            words.append("not yet valid")
-        elif c.role in ROTATED_ROLES and now >= leaf.rotation_window_end:
-            words.append("rotation overdue")
-    if c.self_signed and not (leaf is not None and leaf.is_ca):
-        words.append("self-signed")  # a CA is self-signed by nature: not worth a word
-    if c.trusted is False:
-        words.append("untrusted")
-    if c.key_match is KeyMatch.MISMATCH:
-        words.append("key mismatch")
-    elif c.key_match is KeyMatch.UNREADABLE:
-        words.append("key unreadable")
-    return ", ".join(words) or ("ok" if leaf is not None else "missing")
+    return ", ".join(words) or ("ok" if c.leaf is not None else "absent")
 
 
-def _unused(c: CertFile, k: KubeletConfigInfo) -> bool:
-    """kubelet.crt is only served when neither serverTLSBootstrap nor tlsCertFile is set."""
-    return c.role is Role.SELF_SIGNED and bool(k.server_tls_bootstrap or k.tls_cert_file)
+def _served(c: CertFile, snap: Snapshot) -> bool:
+    return c.role not in SERVING_ROLES or c.role is served_role(snap)
 
 
-def _cert_row(c: CertFile, cert_dir: str, now: datetime, unused: bool) -> tuple[str, ...]:
+def _cert_row(c: CertFile, cert_dir: str, now: datetime, state: str) -> tuple[str, ...]:
     path = _short(c.path, cert_dir)
     if c.target and os.path.normpath(c.target) != os.path.normpath(c.path):
         same_dir = os.path.dirname(c.target) == os.path.dirname(c.path)
         path += " -> " + (os.path.basename(c.target) if same_dir else c.target)
-    state = cert_state(c, now) + (" (unused)" if unused else "")
     leaf = c.leaf
     if leaf is None:
         return (c.role.value, _ellipsize(path), NONE, NONE, NONE, NONE, state)
     window = NONE
-    if c.role in ROTATED_ROLES:
+    if c.role in ROTATING_ROLES:
         window = (f"{leaf.rotation_window_start:%Y-%m-%d}.."
                   f"{leaf.rotation_window_end:%Y-%m-%d}")
     return (c.role.value, _ellipsize(path), f"{leaf.not_after.astimezone(UTC):%Y-%m-%d %H:%M}",
