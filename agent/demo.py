@@ -145,7 +145,10 @@ def run(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> int:
         written = write_demo(root, args.node_name, clock()).root
     print(f"wrote a demo PKI for node {args.node_name} under {written}:")
     for path in sorted(p for p in written.rglob("*") if not p.is_dir()):
-        link = f" -> {path.readlink()}" if path.is_symlink() else ""
+        # binary layout: links name absolute host paths, as the kubelet writes them
+        shown = (path.readlink() if layout == "binary" else path.readlink().name) \
+            if path.is_symlink() else None
+        link = f" -> {shown}" if shown else ""
         print(f"  {path.relative_to(written)}{link}")
     print("the serving certificate is past 90 % of its lifetime and was not renewed "
           "(expect ROTATION_OVERDUE).\nnext, run:\n  "
