@@ -27,7 +27,7 @@ from agent import __version__
 from agent.checks import judge, next_change
 from agent.clock import Clock, Monotonic, monotonic, utcnow
 from agent.config import Settings, settings_from_args
-from agent.daemon.kubelet import PROCESS_CHECK_SECONDS, KubeletTracker, effective
+from agent.daemon.kubelet import KubeletTracker, effective
 from agent.daemon.logging import configure, emit
 from agent.daemon.services import Services
 from agent.daemon.settle import Settler, changed_paths
@@ -286,7 +286,7 @@ class Daemon:
             if self._reload_requested:
                 self._reload_requested = False
                 due = self.reload() or due
-            if self._monotonic() - last_process_check >= PROCESS_CHECK_SECONDS:
+            if self._monotonic() - last_process_check >= self.kubelet.check_interval():
                 last_process_check = self._monotonic()
                 due = self.kubelet.process_changed() or due  # a new pid: discover again
             now = self.clock()
@@ -308,7 +308,7 @@ class Daemon:
                 due = rescan or overflowed or self._api_changed
 
     def _timeout(self, now: datetime) -> float:
-        timeouts = [MAX_IDLE_SECONDS, PROCESS_CHECK_SECONDS]
+        timeouts = [MAX_IDLE_SECONDS, self.kubelet.check_interval()]
         deadline = self.next_deadline(now)
         if deadline is not None and deadline <= now:
             # only left behind by a failed evaluation: retry, but never in a tight loop

@@ -22,6 +22,9 @@ UNIT = "kubelet.service"
 SEARCH_PATHS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system",
                 "/lib/systemd/system")
 MAX_DROPINS = 256  # a directory of thousands of drop-ins is not a kubelet unit
+# systemd (>= 232) re-points this link at every start of the unit: watching it tells the
+# daemon the kubelet (re)started without scanning processes.
+INVOCATION = "/run/systemd/units/invocation:" + UNIT
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,9 @@ def _environment(root: str, service: unitfile.Service, inputs: list[str],
 def read_unit(root: str) -> UnitCommand:
     """The kubelet's command line from its unit under ``root``. Never raises."""
     problems: list[str] = []
-    inputs = [f"{base}/{UNIT}" for base in SEARCH_PATHS]
-    unit = next((p for p in inputs if os.path.lexists(under(root, p))), None)
+    candidates = [f"{base}/{UNIT}" for base in SEARCH_PATHS]
+    inputs = [*candidates, INVOCATION]
+    unit = next((p for p in candidates if os.path.lexists(under(root, p))), None)
     if unit is None:
         return UnitCommand(unit=None, inputs=tuple(inputs))
     if os.path.realpath(resolve(root, unit)) in (os.devnull, under(root, os.devnull)):
