@@ -197,6 +197,7 @@ class TestProcFiles:
               start: int = 100) -> None:
         write(root, f"/proc/{pid}/stat", f"{pid} ({comm}) S 1 1 1 0 -1 4194560 " + " ".join(
             ["0"] * 12) + f" {start} 0 0\n")
+        write(root, f"/proc/{pid}/comm", f"{comm}\n")
         write(root, f"/proc/{pid}/cmdline", cmdline)
         write(root, "/proc/stat", "cpu 1 2 3\nbtime 1700000000\n")
 
@@ -219,6 +220,7 @@ class TestProcFiles:
         assert any("empty command line" in p for p in k.problems)
 
     def test_malformed_stat_is_skipped(self, tmp_path: Path) -> None:
+        write(tmp_path, "/proc/5/comm", "kubelet\n")
         write(tmp_path, "/proc/5/stat", "garbage")
         assert procscan.kubelets(str(tmp_path / "proc")) == []
 
