@@ -154,7 +154,8 @@ def add_api_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--offline", action="store_true",
                    help="do not contact the API server (file checks only)")
     g.add_argument("--kubeconfig", default=None, metavar="FILE",
-                   help="kubeconfig to use (default: the kubelet's own: "
+                   help="kubeconfig to use (default: the kubelet's --kubeconfig as "
+                        "discovered, else "
                         + ", then ".join(DEFAULT_KUBECONFIGS) + ")")
     g.add_argument("--server", default=None, metavar="URL",
                    help="API server URL, overriding the kubeconfig's")

@@ -122,8 +122,9 @@ def discover(req: Request, *, pids: Collection[int] | None = None,
 
 
 def effective_api(api: ApiSettings, k: KubeletSettings) -> ApiSettings:
-    """The API settings with the kubelet's own kubeconfig when none was given (read under
-    the host root). Without either, the API client tries its default kubeconfig paths."""
-    if api.kubeconfig is not None or not k.kubeconfig.value:
+    """The API settings with the kubeconfig discovery chose (the agent's --kubeconfig, else
+    the kubelet's), read under the host root. Without either, the API client tries its
+    default kubeconfig paths."""
+    if not k.kubeconfig.value:
         return api
     return replace(api, kubeconfig=Path(resolve(k.host_root, k.kubeconfig.value)))

@@ -94,7 +94,8 @@ def _environment(a: Assignment, env: list[tuple[str, str, str]], problems: list[
         if sep and is_name(name):
             env.append((name, val, a.origin))
         else:
-            problems.append(f"{a.origin}: Environment {word!r} is not NAME=VALUE")
+            # the word itself is not shown: an environment may carry a secret
+            problems.append(f"{a.origin}: an Environment= word is not NAME=VALUE; ignored")
 
 
 def fold(items: Iterable[Assignment]) -> Service:
