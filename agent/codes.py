@@ -99,6 +99,7 @@ STATE_WORDS: Final[dict[str, str]] = {
     KEY_MISMATCH: "key mismatch",
     IDENTITY_MISMATCH: "identity mismatch",
     UNTRUSTED_ISSUER: "untrusted",
+    SWAP_INTERRUPTED: "swap interrupted",
 }
 
 

@@ -36,7 +36,7 @@ def swap_in_progress(snapshot: Snapshot, role: Role) -> bool:
 def swap_interrupted(cf: CertFile) -> bool:
     """``-current.pem`` is missing and the certificate was read through ``-updated.pem``
     (the live generation until the kubelet's next start renames the link into place)."""
-    return cf.link is not None and cf.link.path != cf.path
+    return cf.link is not None and os.path.basename(cf.link.path) == updated_name(cf.role)
 
 
 def in_swap_gap(snapshot: Snapshot) -> bool:
