@@ -37,6 +37,7 @@ __all__ = [
     "SELF_SIGNED_CERT",
     "SELF_SIGNED_KEY",
     "SERVING_ROLES",
+    "SERVING_SIGNER",
     "Sans",
     "current_name",
     "duration",
@@ -53,6 +54,9 @@ __all__ = [
     "serving_choice",
     "updated_name",
 ]
+
+# The signer of the kubelet's serving CSRs (never auto-approved by kube-controller-manager).
+SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 
 # --- the file store -----------------------------------------------------------------------
 

@@ -232,6 +232,27 @@ class CsrInfo:
     request_error: str | None = None  # spec.request could not be decoded
 
 
+@dataclass(frozen=True)
+class CsrTrail:
+    """Where the node stands with one signer's CSRs, as the kubelet sees it.
+
+    Built by :func:`agent.checks.csr.trail`. Each rotation attempt makes a new key and a
+    new CSR, so only the newest CSR made after the last issued certificate counts; every
+    other Pending CSR is abandoned (its key is gone: approving it does nothing).
+    """
+
+    signer: str
+    last_issued: datetime | None = None  # newest issue known (CSR list or certificate)
+    newest: CsrInfo | None = None  # the newest CSR made after last_issued, if any
+    waiting: bool = False  # that newest CSR is Pending: the node waits for approval now
+    since: datetime | None = None  # when waiting: since when the node has been waiting
+    pending: tuple[CsrInfo, ...] = ()  # when waiting: Pending CSRs since last_issued
+    abandoned: tuple[CsrInfo, ...] = ()  # every Pending CSR but the one waited for
+
+    def is_abandoned(self, csr: CsrInfo) -> bool:
+        return any(c.name == csr.name for c in self.abandoned)
+
+
 class ApiProblem(enum.StrEnum):
     AUTH_FAILED = "auth-failed"  # 401
     FORBIDDEN = "forbidden"  # 403
@@ -250,6 +271,24 @@ class ApiError:
     since: datetime | None = None
 
 
+class CredentialKind(enum.StrEnum):
+    """Which credential the agent presents to the API server."""
+
+    CERT_FILE = "client-certificate-file"  # client-certificate: <path>
+    CERT_DATA = "client-certificate-data"  # embedded in the kubeconfig
+    TOKEN_FILE = "token-file"  # noqa: S105 - a kind of credential, not a secret
+    TOKEN = "token"  # noqa: S105 - embedded in the kubeconfig
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class ApiCredential:
+    """The credential in use and where it lives (a path, never the secret itself)."""
+
+    kind: CredentialKind
+    where: str  # the file, or the kubeconfig that embeds it
+
+
 @dataclass(frozen=True)
 class ApiState:
     """What the API server last told the agent about this node."""
@@ -261,6 +300,7 @@ class ApiState:
     identity_username: str | None = None  # from SelfSubjectReview
     identity_groups: tuple[str, ...] = ()
     requests_by_outcome: tuple[tuple[str, int], ...] = ()  # cumulative counters
+    credential: ApiCredential | None = None  # what the server accepted or rejected
 
     @property
     def stale(self) -> bool:
@@ -364,6 +404,7 @@ class Snapshot:
     updated_links: tuple[str, ...] = ()  # transient -updated.pem links (swap in progress)
     api: ApiState | None = None  # None: offline / not asked
     kubelet: KubeletSettings | None = None  # None: not discovered (hand-built snapshots)
+    cert_dir_error: ReadError | None = None  # the cert dir is absent or cannot be listed
 
     def cert(self, role: Role) -> CertFile | None:
         """The first certificate file with this role, if any."""
@@ -401,6 +442,11 @@ class Evaluation:
     snapshot: Snapshot
     now: datetime
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    csr_trails: tuple[CsrTrail, ...] = ()  # one per signer judged (empty when offline)
+
+    def csr_trail(self, signer: str) -> CsrTrail | None:
+        """The judged state of ``signer``'s CSRs (None: not judged, e.g. offline)."""
+        return next((t for t in self.csr_trails if t.signer == signer), None)
 
     @property
     def status(self) -> Status:

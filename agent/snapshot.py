@@ -100,7 +100,7 @@ def _build(sources: SourceSettings, kubelet: KubeletSettings, now: datetime,
     snapshot = Snapshot(taken_at=now, node_name=kubelet.node_name.value, cert_dir=cert_dir,
                         kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
                         history=scan.history, updated_links=scan.updated_links, api=api,
-                        kubelet=kubelet)
+                        kubelet=kubelet, cert_dir_error=scan.dir_error)
     return relocate(snapshot, lambda p: to_host(root, p), root.rstrip("/") + "/")
 
 
@@ -126,7 +126,10 @@ def relocate(snapshot: Snapshot, move: Callable[[str], str], strip: str = "") ->
         anchors=tuple(_cert_paths(c, move, strip) for c in snapshot.anchors),
         history=tuple(replace(h, previous_path=h.previous_path and move(h.previous_path))
                       for h in snapshot.history),
-        updated_links=tuple(move(p) for p in snapshot.updated_links))
+        updated_links=tuple(move(p) for p in snapshot.updated_links),
+        cert_dir_error=snapshot.cert_dir_error and replace(
+            snapshot.cert_dir_error, detail=snapshot.cert_dir_error.detail.replace(strip, "/")
+            if strip else snapshot.cert_dir_error.detail))
 
 
 def _carry(previous: CertFile | None, current: CertFile, now: datetime) -> CertFile:

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from agent import pkigen
 from agent.config import ApiSettings, DaemonSettings, Settings, SourceSettings
 from agent.daemon.loop import Daemon
@@ -87,3 +89,47 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An instant the verdict on a short-lived client certificate changes by itself."""
+
+    name: str
+    at: datetime
+    code: str  # the finding published from that instant on
+    severity: str
+
+
+def short_lived_client(node: Node, now: datetime, *, age: float = 100.0,
+                       lifetime: float = 120.0) -> list[Deadline]:
+    """Swap in a client certificate ``age`` seconds into a ``lifetime``-second life and
+    return, under the default policy, the deadlines still to come: 90 % (warning
+    threshold and rotation window end), 95 % (critical threshold) and notAfter."""
+    not_before = now.replace(microsecond=0) - timedelta(seconds=age)  # X.509: whole seconds
+    life = timedelta(seconds=lifetime)
+    path, _ = node.write_generation("client", not_before, lifetime=life,
+                                    written_at=now - timedelta(seconds=1))
+    pkigen.kubelet_swap(node.cert_dir, "client", path)
+    policy = Policy()
+    return [
+        Deadline("warning threshold (90 %)", not_before + life * (1 - policy.warning_fraction),
+                 "CERT_EXPIRING_SOON", "warning"),
+        Deadline("rotation window end (90 %)", not_before + life * 0.9,
+                 "ROTATION_OVERDUE", "warning"),
+        Deadline("critical threshold (95 %)", not_before + life * (1 - policy.critical_fraction),
+                 "CERT_EXPIRING_SOON", "critical"),
+        Deadline("notAfter", not_before + life, "CERT_EXPIRED", "critical"),
+    ]
+
+
+def finding_published(text: str, code: str, severity: str) -> float | None:
+    """The evaluation instant of a /metrics answer, if it shows ``code`` at ``severity``."""
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    shown = any(s.labels.get("code") == code and s.labels.get("severity") == severity
+                for s in families["kubelet_cert_agent_finding"].samples) if (
+        "kubelet_cert_agent_finding" in families) else False
+    if not shown:
+        return None
+    (evaluated,) = families["kubelet_cert_agent_last_evaluation_timestamp_seconds"].samples
+    return float(evaluated.value)

@@ -10,6 +10,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from agent import codes
+from agent.checks.csr import trail
+from agent.kubelet import SERVING_SIGNER
 from agent.model import (
     AgentState,
     AgentStats,
@@ -124,7 +126,9 @@ def stats() -> AgentStats:
 
 def full_state() -> AgentState:
     """Every family populated: certificates, anchors, findings, history, stats, API."""
-    return AgentState(evaluation=Evaluation(snapshot(api_state()), NOW, FINDINGS),
+    api = api_state()
+    serving = trail(api.csrs, SERVING_SIGNER)  # the checks' verdict on these CSRs
+    return AgentState(evaluation=Evaluation(snapshot(api), NOW, FINDINGS, (serving,)),
                       stats=stats())
 
 

@@ -6,7 +6,7 @@ import json
 import random
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ import requests
 
 from agent import pkigen
 from agent.config import ApiSettings
-from agent.model import ApiProblem, ApiState, CsrState
+from agent.model import ApiCredential, ApiProblem, ApiState, CredentialKind, CsrState
 from agent.sources.apischedule import GONE_RELISTS, Action
 from agent.sources.apiserver import MAX_PAGES, CsrMonitor, fetch_once
 from agent.sources.kubeconfig import load_credentials
@@ -169,10 +169,22 @@ class TestFetchOnce:
         state = fetch_once(kube_api.settings(api_ca_file=other), "node1", clock)
         assert state.error is not None and "TLS verification" in state.error.detail
 
+    def test_a_401_carries_the_credential_the_kubeconfig_names(self, kube_api: KubeApi
+                                                                ) -> None:
+        """The state says which credential was presented: the kubeconfig's
+        client-certificate file, wherever it lives, so the finding can name it."""
+        kube_api.script("list", recorded("list-node1-expired-cert-401.json"))
+        kube_api.script("review", recorded("list-node1-expired-cert-401.json"))
+        state = fetch_once(kube_api.settings(), "node1", clock)
+        assert state.error is not None and state.error.status_code == 401
+        assert state.credential == ApiCredential(CredentialKind.CERT_FILE,
+                                                 str(kube_api.client_pem))
+
     def test_a_failure_keeps_the_last_known_csrs(self, kube_api: KubeApi) -> None:
         """On failure the previous CSRs and last_success stay (stale); failures count up."""
         good = fetch_once(kube_api.settings(), "node1", clock)
         kube_api.script("list", status_reply(500, "InternalError", "down"))
+        kube_api.script("review", status_reply(500, "InternalError", "down"))
         later = datetime(2026, 11, 22, 12, 5, tzinfo=UTC)
         bad = fetch_once(kube_api.settings(), "node1", lambda: later, good)
         worse = fetch_once(kube_api.settings(), "node1", lambda: later, bad)
@@ -541,3 +553,41 @@ class TestAServerThatLies:
         delays = [m.step().delay for _ in range(2 * (GONE_RELISTS + 1))]
         assert delays[:-1] == [0.0] * (2 * GONE_RELISTS + 1)
         assert 0.8 * INTERVAL <= delays[-1] <= 1.2 * INTERVAL
+
+
+class TestLastSuccess:
+    """last_success: the API server answered a request successfully, whichever request."""
+
+    def moving(self, api: KubeApi) -> tuple[list[datetime], CsrMonitor]:
+        now = [NOW]
+        m = CsrMonitor(api.settings(read_timeout=0.5), "node1", lambda: now[0],
+                       lambda _state: None)
+        return now, m
+
+    def test_a_successful_who_am_i_counts_when_the_list_then_fails(self, kube_api: KubeApi
+                                                                    ) -> None:
+        kube_api.script("list", status_reply(500, "InternalError", "etcd is sad"))
+        state = fetch_once(kube_api.settings(), "node1", clock)
+        assert state.error is not None and state.last_success == NOW
+
+    def test_a_watch_opened_counts_even_if_it_is_then_cut(self, kube_api: KubeApi) -> None:
+        now, m = self.moving(kube_api)
+        m.step()  # list at NOW
+        kube_api.script("watch", cut_stream("watch-node1-serving-bookmarks.jsonl", 0))
+        now[0] = NOW + timedelta(minutes=5)
+        m.step()
+        state = m.state()
+        assert state.error is not None  # the stream was cut: data may be stale...
+        assert state.last_success == NOW + timedelta(minutes=5)  # ...but the server answered
+
+    def test_a_reload_after_a_rotation_counts_its_who_am_i(self, kube_api: KubeApi) -> None:
+        """The new credentials were accepted (SelfSubjectReview answered) although the
+        reopened watch then got no answer."""
+        now, m = self.moving(kube_api)
+        m.step()
+        m.credentials_changed()
+        kube_api.script("watch", Reply(hang=True))
+        now[0] = NOW + timedelta(minutes=7)
+        m.step()
+        assert len(kube_api.requests("review")) == 2
+        assert m.state().last_success == NOW + timedelta(minutes=7)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from agent import codes
 from agent.checks import apiserver
-from agent.model import ApiProblem, ApiState, Finding, Policy, Severity
+from agent.model import (
+    ApiCredential,
+    ApiProblem,
+    ApiState,
+    CredentialKind,
+    Finding,
+    Policy,
+    Severity,
+)
 from tests.snapshots import NOW, SERVER_URL, api, api_error, codes_of, only, snapshot, with_api
 
 
@@ -73,6 +82,27 @@ class TestErrors:
         assert "kubelet-client-current.pem" in f.message
         assert "signed by the cluster CA" in f.message
 
+    @pytest.mark.parametrize(("credential", "names", "hint"), [
+        pytest.param(ApiCredential(CredentialKind.CERT_FILE, "/etc/kubernetes/kubelet.crt"),
+                     "the client certificate /etc/kubernetes/kubelet.crt",
+                     "-in /etc/kubernetes/kubelet.crt`", id="client-certificate file"),
+        pytest.param(ApiCredential(CredentialKind.CERT_DATA, "/etc/kubernetes/kubelet.conf"),
+                     "the client certificate embedded in /etc/kubernetes/kubelet.conf "
+                     "(client-certificate-data)",
+                     "rotation never rewrites an embedded certificate", id="embedded cert"),
+        pytest.param(ApiCredential(CredentialKind.TOKEN_FILE, "/etc/kca/token"),
+                     "the token in /etc/kca/token", "invalid, expired or deleted",
+                     id="token file"),
+    ])
+    def test_auth_failed_names_the_credential_that_was_rejected(
+            self, credential: ApiCredential, names: str, hint: str) -> None:
+        """Not always kubelet-client-current.pem: what the kubeconfig really points at."""
+        state = api(error=api_error(ApiProblem.AUTH_FAILED, status_code=401),
+                    credential=credential)
+        f = only(check(state), codes.APISERVER_AUTH_FAILED)
+        assert f"rejects {names} (HTTP 401)" in f.message
+        assert hint in f.message
+
     def test_not_configured_offers_kubeconfig_or_offline(self) -> None:
         f = only(check(api(error=api_error(ApiProblem.NOT_CONFIGURED))),
                  codes.APISERVER_NOT_CONFIGURED)
@@ -103,3 +133,20 @@ class TestIdentity:
                  codes.APISERVER_IDENTITY_MISMATCH)
         assert "as system:node:node2 (system:nodes)" in f.message
         assert "not system:node:node1" in f.message
+
+
+class TestPaths:
+    """The `path` of API findings, as the README's metrics table documents it."""
+
+    @pytest.mark.parametrize("problem", [ApiProblem.AUTH_FAILED, ApiProblem.FORBIDDEN,
+                                         ApiProblem.UNREACHABLE, ApiProblem.NOT_CONFIGURED])
+    def test_api_findings_carry_the_server_url(self, problem: ApiProblem) -> None:
+        (f,) = check(api(error=api_error(problem, 5)))
+        assert f.code.startswith("APISERVER_") and f.path == SERVER_URL
+
+    def test_the_readme_says_so(self) -> None:
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        row = next(line for line in readme.splitlines()
+                   if line.startswith("| `kubelet_cert_agent_finding`"))
+        assert "the API server URL for `APISERVER_*` findings" in row
+        assert '`path` is `""` for API findings' not in readme

@@ -77,8 +77,6 @@ class TestPending:
         pytest.param(NO_SERVING_CERT, Severity.CRITICAL, id="serving link missing"),
         pytest.param(snapshot(client(), server(leaf(NOW - 2 * MIN * 60 * 24 * 365, NOW - MIN))),
                      Severity.CRITICAL, id="serving certificate expired"),
-        pytest.param(snapshot(client(), server(leaf(NOW + MIN, NOW + MIN * 999))),
-                     Severity.CRITICAL, id="serving certificate not yet valid"),
         pytest.param(snapshot(client(), missing(Role.SERVER), fallback()), Severity.CRITICAL,
                      id="only the leftover fallback while bootstrap is on"),
         pytest.param(snapshot(client(), server(self_signed=True)), Severity.CRITICAL,
@@ -187,13 +185,88 @@ class TestNewestState:
 
 
 class TestDeadlines:
-    def test_pending_stale_and_approved_timeout(self) -> None:
-        pend = csr("csr-p", MIN * 2)
+    def test_the_wait_since_the_last_issue_becomes_stale(self) -> None:
+        """Only the CSRs after the last issued one count: the first Pending one starts the
+        wait; an Approved one behind a newer CSR never times out."""
+        old = csr("csr-o", MIN * 30)  # abandoned before csr-i was issued
+        issued = csr("csr-i", MIN * 20, CsrState.ISSUED)
         appr = csr("csr-a", MIN * 3, CsrState.APPROVED, state_since=NOW - MIN)
-        old = csr("csr-o", MIN * 4, CsrState.APPROVED)
-        snap = with_api(api(pend, appr, old, csr("csr-i", MIN, CsrState.ISSUED)))
-        assert set(csrcheck.deadlines(snap, Policy())) == {
-            NOW + MIN * 8, NOW + MIN * 4, NOW + MIN}
+        pend = csr("csr-p", MIN * 2)
+        snap = with_api(api(old, issued, appr, pend))
+        assert set(csrcheck.deadlines(snap, Policy())) == {NOW + MIN * 8}
+
+    def test_the_newest_approved_times_out(self) -> None:
+        appr = csr("csr-a", MIN * 3, CsrState.APPROVED, state_since=NOW - MIN)
+        snap = with_api(api(csr("csr-p", MIN * 4), appr))
+        assert set(csrcheck.deadlines(snap, Policy())) == {NOW + MIN * 4}
+
+    def test_nothing_after_the_last_issue_has_no_deadline(self) -> None:
+        snap = with_api(api(csr("csr-p", MIN * 2), csr("csr-i", MIN, CsrState.ISSUED)))
+        assert list(csrcheck.deadlines(snap, Policy())) == []
 
     def test_offline_has_no_deadlines(self) -> None:
         assert list(csrcheck.deadlines(snapshot(), Policy())) == []
+
+
+HOUR = MIN * 60
+
+
+def serving_since(not_before: timedelta, lifetime: timedelta = 24 * HOUR) -> Snapshot:
+    """A node whose serving certificate was issued ``not_before`` ago."""
+    return snapshot(client(), server(leaf(NOW - not_before, NOW - not_before + lifetime)))
+
+
+class TestTrail:
+    """The kubelet's point of view: only CSRs after the last issue count, the newest wins."""
+
+    def test_a_csr_abandoned_before_a_later_issue_does_not_start_the_wait(self) -> None:
+        """The kubelet just made csr-new: it has waited 1 minute, not 22."""
+        found = check(csr("csr-old", MIN * 22), csr("csr-i", MIN * 10, CsrState.ISSUED),
+                      csr("csr-new", MIN))
+        assert codes.SERVING_CSR_PENDING not in codes_of(found)
+
+    def test_the_wait_starts_at_the_first_pending_csr_after_the_last_issue(self) -> None:
+        found = check(csr("csr-old", MIN * 90), csr("csr-i", MIN * 60, CsrState.ISSUED),
+                      csr("csr-40", MIN * 40), csr("csr-20", MIN * 20), csr("csr-02", MIN * 2))
+        f = only(found, codes.SERVING_CSR_PENDING)
+        assert "waited 40m 0s" in f.message
+        assert "approve csr-02`" in f.message
+        assert "3 older pending CSR(s) (csr-20, csr-40, csr-old) were abandoned" in f.message
+
+    def test_an_abandoned_pending_csr_behind_a_valid_certificate_is_history(self) -> None:
+        """kube-controller-manager deleted the issued CSR after an hour; the certificate on
+        disk (issued after csr-old) says the node got what it asked for."""
+        snap = with_api(api(csr("csr-old", HOUR * 5)), serving_since(HOUR * 2))
+        assert list(csrcheck.check(snap, NOW, Policy())) == []
+        waited = csrcheck.serving_trail(snap, NOW)
+        assert waited is not None and not waited.waiting and waited.pending == ()
+        assert [c.name for c in waited.abandoned] == ["csr-old"]
+
+    def test_the_wait_counts_from_the_overdue_certificate_when_earlier(self) -> None:
+        """Past 90 % of its life the kubelet has been asking for a new certificate: older
+        attempts may already be gone from the API, the wait is not 2 minutes old."""
+        snap = serving_since(HOUR * 23, lifetime=HOUR * 24)  # overdue since 1h 24m
+        f = only(check(csr("csr-new", MIN * 2), snap=snap), codes.SERVING_CSR_PENDING)
+        assert "waited 1h 24m" in f.message
+
+    def test_the_newest_after_the_last_issue_counts_even_when_it_is_denied(self) -> None:
+        waited = csrcheck.trail([csr("csr-p", MIN * 5), csr("csr-d", MIN, CsrState.DENIED)],
+                                csrcheck.SIGNER)
+        assert waited.newest is not None and waited.newest.name == "csr-d"
+        assert not waited.waiting and waited.since is None
+        assert [c.name for c in waited.abandoned] == ["csr-p"]
+
+    def test_other_signers_are_ignored(self) -> None:
+        other = csr("csr-client", MIN, signer="kubernetes.io/kube-apiserver-client-kubelet")
+        waited = csrcheck.trail([csr("csr-s", MIN * 3), other], csrcheck.SIGNER)
+        assert waited.newest is not None and waited.newest.name == "csr-s"
+        assert waited.waiting and waited.since == NOW - MIN * 3
+        assert waited.pending == (csr("csr-s", MIN * 3),)
+
+    def test_an_issue_known_only_from_the_certificate_on_disk(self) -> None:
+        waited = csrcheck.trail([csr("csr-a", MIN * 30), csr("csr-b", MIN * 5)],
+                                csrcheck.SIGNER, issued_at=NOW - MIN * 10)
+        assert waited.last_issued == NOW - MIN * 10
+        assert waited.waiting and [c.name for c in waited.pending] == ["csr-b"]
+        assert waited.since == NOW - MIN * 5
+        assert [c.name for c in waited.abandoned] == ["csr-a"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from agent import codes
-from agent.checks import evaluate, files
+from agent.checks import evaluate, files, judge
+from agent.config import SourceSettings
 from agent.model import (
     CertFile,
     CsrState,
@@ -23,6 +25,8 @@ from agent.model import (
     Severity,
     Snapshot,
 )
+from agent.sinks.table import render_table
+from agent.snapshot import build_snapshot
 from tests.snapshots import (
     CERT_DIR,
     CONFIG,
@@ -93,11 +97,19 @@ class TestMissing:
         assert "kubectl certificate approve <name>" in f.message
 
     def test_missing_server_names_the_newest_pending_csr_when_known(self) -> None:
-        state = api(csr("csr-old", timedelta(hours=1)), csr("csr-new", timedelta(minutes=2)),
-                    csr("csr-denied", timedelta(minutes=1), CsrState.DENIED))
+        state = api(csr("csr-old", timedelta(hours=1)), csr("csr-new", timedelta(minutes=2)))
         snap = snapshot(client(), missing(Role.SERVER), api=state)
         f = only(list(files.check(snap, NOW, Policy())), codes.SERVER_CERT_MISSING)
         assert "`kubectl certificate approve csr-new`" in f.message
+
+    def test_missing_server_never_names_an_abandoned_csr(self) -> None:
+        """A Pending CSR behind a newer Denied one is abandoned: approving it does nothing."""
+        state = api(csr("csr-new", timedelta(minutes=2)),
+                    csr("csr-denied", timedelta(minutes=1), CsrState.DENIED))
+        snap = snapshot(client(), missing(Role.SERVER), api=state)
+        f = only(list(files.check(snap, NOW, Policy())), codes.SERVER_CERT_MISSING)
+        assert "csr-new" not in f.message
+        assert "`kubectl certificate approve <name>`" in f.message
 
     @pytest.mark.parametrize("cfg", [
         pytest.param(config(server_tls_bootstrap=False), id="bootstrap off"),
@@ -233,3 +245,25 @@ class TestKubeletConfig:
 
     def test_healthy_node_has_no_file_findings(self) -> None:
         assert check(snapshot(anchors=(anchor(),))) == []
+
+
+class TestAbsentCertDir:
+    """A cert dir that does not exist: the finding says so, not just "link missing"."""
+
+    def test_the_client_finding_says_the_directory_is_absent(self, tmp_path: Path) -> None:
+        sources = SourceSettings(cert_dir=tmp_path / "no-such-dir", kubelet_config=None,
+                                 node_name="node1")
+        snap = build_snapshot(sources, NOW, None)
+        assert snap.cert_dir_error is not None
+        assert snap.cert_dir_error.problem is ReadProblem.NOT_FOUND
+        f = only(list(files.check(snap, NOW, Policy())), codes.CLIENT_CERT_MISSING)
+        assert f"the cert dir {tmp_path / 'no-such-dir'} does not exist" in f.message
+        assert "--cert-dir" in f.message
+        assert "(absent)" in render_table(judge(snap, NOW)).splitlines()[0]
+
+    def test_an_existing_dir_without_the_link_is_just_missing(self, tmp_path: Path) -> None:
+        sources = SourceSettings(cert_dir=tmp_path, kubelet_config=None, node_name="node1")
+        snap = build_snapshot(sources, NOW, None)
+        assert snap.cert_dir_error is None
+        f = only(list(files.check(snap, NOW, Policy())), codes.CLIENT_CERT_MISSING)
+        assert "does not exist" not in f.message

@@ -145,7 +145,7 @@ class TestSettle:
         state = published_after(daemon, at(0.2))
         assert client(state).leaf is not None
         assert client(state).leaf.serial == serial  # type: ignore[union-attr]
-        assert daemon.next_deadline(at(0.2)) == next_change(daemon.snapshot, at(0.2),  # type: ignore[arg-type]
+        assert daemon.next_deadline() == next_change(daemon.snapshot, at(0.2),  # type: ignore[arg-type]
                                                             daemon.settings.policy)
 
     @pytest.mark.parametrize(("breakage", "code"), [
@@ -171,7 +171,7 @@ class TestSettle:
         daemon.run_once(NOW)
         break_client(node, "current-removed")
         daemon.run_once(at(1))
-        assert daemon.next_deadline(at(1)) == at(3)
+        assert daemon.next_deadline() == at(3)
 
     def test_a_bad_verdict_that_heals_within_the_settle_period_is_never_published(
             self, node: Node) -> None:

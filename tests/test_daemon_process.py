@@ -24,7 +24,7 @@ import pytest
 
 from agent.clock import utcnow
 from agent.sinks.textfile import TEXTFILE_NAME
-from tests.daemonkit import NODE, Node, build, wait_for
+from tests.daemonkit import NODE, Node, build, finding_published, short_lived_client, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0
@@ -154,3 +154,25 @@ class TestRunProcess:
         assert status and status[0] == "STATUS=OK: no findings"
         # READY=1 comes with the first published evaluation, before any watchdog ping
         assert agent.messages.index("READY=1") < agent.messages.index("WATCHDOG=1")
+
+
+@pytest.mark.slow
+class TestTimeDrivenVerdicts:
+    def test_a_two_minute_certificate_is_published_at_each_deadline(
+            self, tmp_path: Path) -> None:
+        """Nothing on disk changes: 90 %, 95 % and notAfter of a 2-minute client
+        certificate (100 s old at start) each reach /metrics from an evaluation made
+        within a second of the instant, not at the next idle tick 5 minutes later."""
+        node = build(tmp_path / "node", now=utcnow())
+        deadlines = short_lived_client(node, utcnow())
+        agent = Agent(node, tmp_path)
+        try:
+            for d in deadlines:
+                left = (d.at - utcnow()).total_seconds()
+                evaluated = wait_for(
+                    lambda d=d: finding_published(agent.metrics(), d.code, d.severity),
+                    max(left, 0) + TIMEOUT, f"{d.name}: {d.code} {d.severity}", interval=0.05)
+                lag = evaluated - d.at.timestamp()
+                assert 0 <= lag < 1.0, f"{d.name} published by an evaluation {lag:.3f} s after"
+        finally:
+            agent.close()

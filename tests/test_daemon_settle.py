@@ -123,3 +123,15 @@ class TestChangedPaths:
 
     def test_nothing_changed_before_the_first_snapshot(self) -> None:
         assert changed_paths(None, ev(0, linked()).snapshot) == frozenset()
+
+
+class TestTimeDriven:
+    def test_a_verdict_the_published_files_give_by_themselves_is_never_held(self) -> None:
+        """The link changed 0.5 s ago, but the published certificate itself crossed its
+        threshold now: that is time's doing, published at once."""
+        settler = Settler(SETTLE)
+        published = settler.apply(ev(0, linked()), None)
+        settler.apply(ev(1, linked()), published, changed=[LINK])
+        raw = ev(1.5, linked(), SOON)
+        assert settler.apply(raw, published, expected=[SOON]).findings == (SOON,)
+        assert settler.apply(raw, published).findings == ()  # without it: held (file event)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent import codes
+from agent.checks import judge
 from agent.model import (
     ApiProblem,
     CsrState,
@@ -216,9 +217,28 @@ class TestEvaluationToDict:
         assert doc["error"] == {"problem": "unreachable", "detail": "connection refused",
                                 "status_code": None, "consecutive_failures": 3,
                                 "since": "2026-11-23T12:00:00Z"}
+        assert doc["credential"] is None  # not known: nothing was loaded
         assert doc["identity"] == {"username": "system:node:node1",
                                    "groups": ["system:nodes", "system:authenticated"]}
         assert doc["csrs"][0] == doc["csrs"][0] | {
             "name": "csr-abc", "created": "2026-11-23T10:00:00Z", "state": "Pending",
             "request_dns_names": ["node1"], "request_ip_addresses": ["10.0.0.1"],
             "request_error": None}
+
+
+class TestServingCsrVerdict:
+    def test_abandoned_csrs_are_flagged_and_the_wait_is_summed_up(self) -> None:
+        """The checks' verdict, not the raw list: which CSR counts, since when, which are
+        abandoned (a Pending CSR before the last issued one, and older ones after it)."""
+        csrs = (csr("csr-old", timedelta(hours=3), now=SINK_NOW),
+                csr("csr-done", timedelta(hours=1), CsrState.ISSUED, now=SINK_NOW),
+                csr("csr-mid", timedelta(minutes=30), now=SINK_NOW),
+                csr("csr-new", timedelta(minutes=1), now=SINK_NOW))
+        snap = replace(healthy_snapshot(), api=api(*csrs, last_success=SINK_NOW))
+        doc = evaluation_to_dict(judge(snap, SINK_NOW))["api"]
+        assert {c["name"]: c["abandoned"] for c in doc["csrs"]} == {
+            "csr-old": True, "csr-done": False, "csr-mid": True, "csr-new": False}
+        assert doc["serving_csr"] == {
+            "waiting": True, "since": "2026-11-23T11:30:00Z", "newest": "csr-new",
+            "last_issued": "2026-11-23T11:00:00Z", "pending": ["csr-mid", "csr-new"],
+            "abandoned": ["csr-old", "csr-mid"]}

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent import __version__, codes
+from agent.checks.csr import trail
+from agent.kubelet import SERVING_SIGNER
 from agent.model import (
     AgentState,
     AgentStats,
@@ -231,13 +234,29 @@ class TestAgentInternals:
 
 class TestApiFamilies:
     def test_serving_csrs(self) -> None:
-        """Pending count, oldest pending creation and one info series per CSR."""
+        """Pending count and waiting-since from the checks' verdict, one info series per
+        CSR (the one the kubelet no longer waits for is Abandoned)."""
         state = fx.full_state()
         assert value(state, "serving_csr_pending") == 2.0
-        assert value(state, "serving_csr_oldest_pending_creation_timestamp_seconds") == \
+        assert value(state, "serving_csr_waiting_since_timestamp_seconds") == \
             fx.PENDING_OLDEST.timestamp()
         assert value(state, "serving_csr_info", name="csr-done", state="Issued") == 1.0
-        assert value(state, "serving_csr_info", name="csr-old", state="Pending") == 1.0
+        assert value(state, "serving_csr_info", name="csr-old", state="Abandoned") == 1.0
+        assert value(state, "serving_csr_info", name="csr-new", state="Pending") == 1.0
+
+    def test_abandoned_csrs_never_count_as_pending(self) -> None:
+        """A Pending CSR made before the certificate the node holds is history: the node
+        waits for nothing, so no pending count and no waiting-since for an alert."""
+        state = fx.full_state()
+        api = state.evaluation.snapshot.api
+        assert api is not None
+        old = [c for c in api.csrs if c.name == "csr-old"]
+        snap = replace(state.evaluation.snapshot, api=replace(api, csrs=tuple(old)))
+        served = trail(old, SERVING_SIGNER, issued_at=fx.PENDING_OLDEST + timedelta(hours=1))
+        quiet = AgentState(Evaluation(snap, fx.NOW, (), (served,)), state.stats)
+        assert value(quiet, "serving_csr_pending") == 0.0
+        assert value(quiet, "serving_csr_waiting_since_timestamp_seconds") is None
+        assert value(quiet, "serving_csr_info", name="csr-old", state="Abandoned") == 1.0
 
     def test_api_health(self) -> None:
         """Requests by outcome, last success and up=1 after a successful request."""

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent import codes
+from agent.checks import judge
+from agent.model import AgentState, CsrInfo, Policy
 from agent.sinks import metrics
+from tests import snapshots as hand
 from tests.conftest import require_tool
 
 PROM_DIR = Path(__file__).resolve().parent.parent / "packaging" / "prometheus"
@@ -108,3 +113,53 @@ class TestScrapeConfig:
         config = tmp_path / "prometheus.yml"
         config.write_text(yaml.safe_dump({"rule_files": [str(RULES)], "scrape_configs": jobs}))
         return _promtool("check", "config", str(config))
+
+
+class TestAlertsOnTheAgentsOwnMetrics:
+    """The agent's real exposition fed to promtool: the alert follows the verdict."""
+
+    EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # promtool's time() starts at 0
+
+    def _state(self, *csrs: CsrInfo) -> AgentState:
+        # A serving certificate issued 2 h before time() 0, valid for a year.
+        serving = hand.server(hand.leaf(self.EPOCH - timedelta(hours=2),
+                                        self.EPOCH + timedelta(days=365)))
+        snap = hand.snapshot(hand.client(hand.leaf(self.EPOCH - timedelta(days=10))), serving,
+                             taken_at=self.EPOCH, api=hand.api(*csrs, last_success=self.EPOCH))
+        return AgentState(evaluation=judge(snap, self.EPOCH, Policy()))
+
+    def _promtool_fires(self, tmp_path: Path, state: AgentState
+                        ) -> subprocess.CompletedProcess[str]:
+        series = []
+        for family in text_string_to_metric_families(metrics.render(state).decode()):
+            for sample in family.samples:
+                if not sample.name.startswith("kubelet_cert_agent_serving_csr"):
+                    continue
+                labels = ",".join(f'{k}="{v}"' for k, v in
+                                  sorted({**sample.labels, "instance": "n1"}.items()))
+                series.append({"series": f"{sample.name}{{{labels}}}",
+                               "values": f"{sample.value:g}x40"})
+        assert series
+        test = {"rule_files": [str(RULES)], "evaluation_interval": "1m",
+                "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
+                    {"eval_time": "30m", "alertname": "KubeletServingCsrPending",
+                     "exp_alerts": []}]}]}
+        path = tmp_path / "agent-metrics.test.yaml"
+        path.write_text(yaml.safe_dump(test))
+        return _promtool("test", "rules", str(path))
+
+    def test_a_csr_abandoned_before_the_current_certificate_never_pages(
+            self, tmp_path: Path) -> None:
+        """Pending for 5 h, but the serving certificate was issued 2 h ago: history."""
+        state = self._state(hand.csr("csr-old", timedelta(hours=5), now=self.EPOCH))
+        assert not [f for f in state.evaluation.findings
+                    if f.code == codes.SERVING_CSR_PENDING]
+        result = self._promtool_fires(tmp_path, state)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def test_a_node_really_waiting_does_page(self, tmp_path: Path) -> None:
+        """The same pipeline is able to fire: a CSR made after the certificate, 1 h old."""
+        state = self._state(hand.csr("csr-new", timedelta(hours=1), now=self.EPOCH))
+        result = self._promtool_fires(tmp_path, state)
+        assert result.returncode != 0 and "KubeletServingCsrPending" in result.stdout + \
+            result.stderr

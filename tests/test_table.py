@@ -289,6 +289,24 @@ class TestRenderTable:
         assert ("API SERVER https://10.0.0.1:6443: ok as system:node:node1, 3 serving CSR(s) "
                 "for this node (1 Issued, 2 Pending)") in text
 
+    def test_api_server_line_tells_abandoned_csrs_apart(self) -> None:
+        """A Pending CSR made before the last issued one is history, named as such."""
+        csrs = (csr("csr-old", timedelta(hours=3), now=SINK_NOW),
+                csr("csr-done", timedelta(hours=1), CsrState.ISSUED, now=SINK_NOW),
+                csr("csr-new", timedelta(minutes=1), now=SINK_NOW))
+        snap = replace(healthy_snapshot(), api=api(*csrs, last_success=SINK_NOW))
+        text = render_table(judge(snap, SINK_NOW))
+        assert "3 serving CSR(s) for this node (1 Issued, 1 Pending, 1 abandoned)" in text
+
+    def test_a_short_rotation_window_shows_times(self) -> None:
+        """A 10-minute certificate's window is 2 minutes long: dates alone say nothing."""
+        short = sink_link(Role.CLIENT, sink_cert(SINK_NOW, timedelta(minutes=10)))
+        text = render_table(evaluation(sink_snapshot(short)))
+        assert "2026-11-23 12:07..12:09" in _row(text, "client")
+        days = sink_link(Role.CLIENT, sink_cert(SINK_NOW - timedelta(hours=1), timedelta(days=2)))
+        assert "2026-11-24 20:36..2026-11-25 06:12" in _row(
+            render_table(evaluation(sink_snapshot(days))), "client")
+
     def test_api_server_failure_is_explained(self) -> None:
         """A failing API server shows the problem, the HTTP code and the last success."""
         api = ApiState(server="https://10.0.0.1:6443", error=ApiError(

@@ -49,7 +49,9 @@ def evaluate(snapshot: Snapshot, now: datetime,
 
 def judge(snapshot: Snapshot, now: datetime, policy: Policy = DEFAULT_POLICY) -> Evaluation:
     """The snapshot judged at ``now``: findings plus the overall status."""
-    return Evaluation(snapshot=snapshot, now=now, findings=evaluate(snapshot, now, policy))
+    serving = csr.serving_trail(snapshot, now)
+    return Evaluation(snapshot=snapshot, now=now, findings=evaluate(snapshot, now, policy),
+                      csr_trails=(serving,) if serving is not None else ())
 
 
 def next_change(snapshot: Snapshot, now: datetime,

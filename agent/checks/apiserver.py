@@ -15,7 +15,18 @@ from datetime import datetime
 
 from agent import codes
 from agent.kubelet import current_name, duration, iso, node_user
-from agent.model import ApiError, ApiProblem, ApiState, Finding, Policy, Role, Severity, Snapshot
+from agent.model import (
+    ApiCredential,
+    ApiError,
+    ApiProblem,
+    ApiState,
+    CredentialKind,
+    Finding,
+    Policy,
+    Role,
+    Severity,
+    Snapshot,
+)
 
 TRANSIENT = frozenset({ApiProblem.UNREACHABLE, ApiProblem.RATE_LIMITED, ApiProblem.BAD_RESPONSE})
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -33,16 +44,39 @@ def _client_path(snapshot: Snapshot) -> str:
         snapshot.cert_dir, current_name(Role.CLIENT))
 
 
+def _rejected(snapshot: Snapshot, cred: ApiCredential | None) -> str:
+    """The credential the API server refused, by where it lives."""
+    if cred is None or cred.kind is CredentialKind.NONE:
+        return "the node's credentials"
+    return {CredentialKind.CERT_FILE: f"the client certificate {cred.where}",
+            CredentialKind.CERT_DATA: f"the client certificate embedded in {cred.where} "
+                                      "(client-certificate-data)",
+            CredentialKind.TOKEN_FILE: f"the token in {cred.where}",
+            CredentialKind.TOKEN: f"the token embedded in {cred.where}"}[cred.kind]
+
+
+def _auth_remedy(snapshot: Snapshot, cred: ApiCredential | None) -> str:
+    if cred is not None and cred.kind in (CredentialKind.TOKEN_FILE, CredentialKind.TOKEN):
+        return ("the token is invalid, expired or deleted: issue a new one "
+                "(packaging/kubernetes/rbac.yaml) and reload the agent")
+    if cred is not None and cred.kind is CredentialKind.CERT_DATA:
+        return ("rotation never rewrites an embedded certificate, so the kubelet drops out "
+                "too once it restarts: point client-certificate and client-key at "
+                f"{_client_path(snapshot)}")
+    path = cred.where if cred is not None and cred.kind is CredentialKind.CERT_FILE else (
+        _client_path(snapshot))
+    return ("the kubelet will drop out too: check the client certificate is valid and "
+            f"signed by the cluster CA (`openssl x509 -noout -dates -issuer -in {path}`)")
+
+
 def _error(snapshot: Snapshot, api: ApiState, err: ApiError, now: datetime,
            policy: Policy) -> Finding | None:
     status = f" (HTTP {err.status_code})" if err.status_code is not None else ""
     if err.problem is ApiProblem.AUTH_FAILED:
         return Finding(
             codes.APISERVER_AUTH_FAILED, Severity.CRITICAL,
-            f"{api.server} rejects the node's credentials{status}: {err.detail}; the kubelet "
-            "will drop out too: check the client certificate is valid and signed by the "
-            "cluster CA (`openssl x509 -noout -dates -issuer -in "
-            f"{_client_path(snapshot)}`)", api.server)
+            f"{api.server} rejects {_rejected(snapshot, api.credential)}{status}: "
+            f"{err.detail}; {_auth_remedy(snapshot, api.credential)}", api.server)
     if err.problem is ApiProblem.FORBIDDEN:
         return Finding(
             codes.APISERVER_FORBIDDEN, Severity.WARNING,

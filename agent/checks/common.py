@@ -91,11 +91,6 @@ def has_valid_serving_cert(snapshot: Snapshot, now: datetime) -> bool:
     return not (cf.self_signed and snapshot.kubelet_config.server_tls_bootstrap is True)
 
 
-def newest_csr(csrs: tuple[CsrInfo, ...]) -> CsrInfo | None:
-    """The CSR the kubelet made last (ties broken by name, deterministically)."""
-    return max(csrs, key=lambda c: (c.created, c.name), default=None)
-
-
 def csr_path(csr: CsrInfo) -> str:
     """A path-like reference kubectl accepts: ``csr/<name>``."""
     return f"csr/{csr.name}"

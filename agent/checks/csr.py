@@ -1,35 +1,44 @@
 """This node's serving CSRs (``kubernetes.io/kubelet-serving``), from ``snapshot.api``.
 
 Each rotation attempt makes a new key and a new CSR, so a node nobody approves leaves a
-trail of Pending CSRs and only the NEWEST is still wanted. Hence:
+trail of Pending CSRs and only the NEWEST is still wanted. What counts is the kubelet's
+point of view, computed once by :func:`trail` (pure, any signer: the client-renewal
+checks use it too):
 
-- SERVING_CSR_PENDING: one finding, when the newest CSR is Pending and some Pending CSR
-  is at least ``csr_stale_after`` old. Older Pending ones behind a newer CSR in another
-  state are abandoned and raise nothing. Critical when the node has no valid serving
-  certificate on disk, else a warning.
+- the last issue is the newest Issued CSR, or the certificate on disk when it is newer
+  (kube-controller-manager deletes issued CSRs after an hour, the certificate stays);
+- the newest CSR made after it is the one that counts; the node is *now* waiting only if
+  that CSR is Pending, and has been since the first Pending CSR after the last issue
+  (earlier when its serving certificate went overdue before that);
+- every other Pending CSR is abandoned: history, never a reason for a page.
+
+Findings:
+- SERVING_CSR_PENDING: one finding, when the node has waited at least
+  ``csr_stale_after``. Critical when the node has no valid serving certificate on disk,
+  else a warning.
 - SERVING_CSR_SUSPICIOUS: per Pending CSR whose request does not name this node.
-- SERVING_CSR_DENIED / SERVING_CSR_FAILED: the newest CSR is Denied / Failed (warning).
-- SERVING_CSR_NOT_ISSUED: the newest CSR has been Approved without a certificate for at
-  least ``issue_timeout`` (since its condition, else since creation); same severity rule
-  as PENDING: the node is stuck exactly as if nobody approved.
+- SERVING_CSR_DENIED / SERVING_CSR_FAILED: the CSR that counts is Denied / Failed.
+- SERVING_CSR_NOT_ISSUED: the CSR that counts has been Approved without a certificate for
+  at least ``issue_timeout`` (since its condition, else since creation); same severity
+  rule as PENDING: the node is stuck exactly as if nobody approved.
 
 With ``api.error`` set the last known CSRs are still judged (stale but visible).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from agent import codes
-from agent.checks.common import csr_path, has_valid_serving_cert, newest_csr
-from agent.kubelet import Sans, duration, iso, names_node, node_user
-from agent.model import CsrInfo, CsrState, Finding, Policy, Severity, Snapshot
+from agent.checks.common import csr_path, has_valid_serving_cert, rotation_managed
+from agent.kubelet import SERVING_SIGNER, Sans, duration, iso, names_node, node_user
+from agent.model import CsrInfo, CsrState, CsrTrail, Finding, Policy, Role, Severity, Snapshot
 
-SIGNER = "kubernetes.io/kubelet-serving"
+SIGNER = SERVING_SIGNER
 MAX_LISTED = 5  # keep the one-line message readable on nodes with a long trail
 
 
@@ -70,24 +79,67 @@ def _severity(snapshot: Snapshot, now: datetime) -> Severity:
     return Severity.WARNING if has_valid_serving_cert(snapshot, now) else Severity.CRITICAL
 
 
-def _pending(snapshot: Snapshot, csrs: tuple[CsrInfo, ...], newest: CsrInfo, now: datetime,
-             policy: Policy) -> Iterator[Finding]:
-    pending = sorted((c for c in csrs if c.state is CsrState.PENDING),
-                     key=lambda c: (c.created, c.name))
-    if not any(now - c.created >= policy.csr_stale_after for c in pending):
+def trail(csrs: Iterable[CsrInfo], signer: str, *, issued_at: datetime | None = None,
+          needed_since: datetime | None = None) -> CsrTrail:
+    """Where the node stands with ``signer``'s CSRs (pure; see the module docstring).
+
+    ``issued_at``: when the certificate the node holds was issued, if known (its
+    notBefore); ``needed_since``: when that certificate went overdue, if it has. CSRs of
+    other signers are ignored; ties in creation time are broken by name.
+    """
+    mine = sorted((c for c in csrs if c.signer == signer), key=lambda c: (c.created, c.name))
+    issues = [c.created for c in mine if c.state is CsrState.ISSUED]
+    last_issued = max([*issues, *([issued_at] if issued_at else [])], default=None)
+    since_issue = [c for c in mine if last_issued is None or c.created > last_issued]
+    newest = since_issue[-1] if since_issue else None
+    waiting = newest is not None and newest.state is CsrState.PENDING
+    pending = tuple(c for c in since_issue if c.state is CsrState.PENDING) if waiting else ()
+    since = min([pending[0].created, *([needed_since] if needed_since else [])]
+                ) if pending else None
+    abandoned = tuple(c for c in mine if c.state is CsrState.PENDING
+                      and not (waiting and c is newest))
+    return CsrTrail(signer=signer, last_issued=last_issued, newest=newest, waiting=waiting,
+                    since=since, pending=pending, abandoned=abandoned)
+
+
+def serving_trail(snapshot: Snapshot, now: datetime) -> CsrTrail | None:
+    """:func:`trail` for this node's serving CSRs (None when offline)."""
+    if snapshot.api is None:
+        return None
+    issued_at, overdue = _serving_cert_times(snapshot)
+    return trail(snapshot.api.csrs, SIGNER, issued_at=issued_at,
+                 needed_since=overdue if overdue is not None and overdue <= now else None)
+
+
+def _serving_cert_times(snapshot: Snapshot) -> tuple[datetime | None, datetime | None]:
+    """(notBefore, end of the rotation window) of the kubelet's rotated serving cert."""
+    cf = snapshot.cert(Role.SERVER)
+    if cf is None or cf.leaf is None:
+        return None, None
+    overdue = cf.leaf.rotation_window_end if rotation_managed(snapshot, cf) else None
+    return cf.leaf.not_before, overdue
+
+
+def _listed(csrs: tuple[CsrInfo, ...]) -> str:
+    names = [c.name for c in reversed(csrs)]  # newest first: the likeliest confused
+    return ", ".join(names[:MAX_LISTED]) + (
+        f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
+
+
+def _pending(snapshot: Snapshot, waited: CsrTrail, now: datetime, policy: Policy
+             ) -> Iterator[Finding]:
+    newest, since = waited.newest, waited.since
+    if newest is None or since is None or now - since < policy.csr_stale_after:
         return
-    older = [c.name for c in pending if c is not newest]
-    older.reverse()  # newest first: the most recently abandoned are the likeliest confused
-    listed = ", ".join(older[:MAX_LISTED]) + (
-        f" and {len(older) - MAX_LISTED} more" if len(older) > MAX_LISTED else "")
-    abandoned = (f"; {len(older)} older pending CSR(s) ({listed}) were abandoned by the "
-                 "kubelet: approving them does nothing" if older else "")
+    older = waited.abandoned
+    abandoned = (f"; {len(older)} older pending CSR(s) ({_listed(older)}) were abandoned by "
+                 "the kubelet: approving them does nothing" if older else "")
     warning = ("; but it looks SUSPICIOUS (see SERVING_CSR_SUSPICIOUS): do not approve it "
                "blindly" if suspicions(newest, snapshot.node_name) else "")
     yield Finding(
         codes.SERVING_CSR_PENDING, _severity(snapshot, now),
         f"serving CSR {newest.name} has been Pending since {iso(newest.created)} "
-        f"(the node has waited {duration(now - pending[0].created)}); it requests "
+        f"(the node has waited {duration(now - since)}, since {iso(since)}); it requests "
         f"{_sans(newest)}: approve it with `kubectl certificate approve {newest.name}`"
         f"{warning}{abandoned}", None)
 
@@ -132,25 +184,26 @@ def _newest_state(snapshot: Snapshot, newest: CsrInfo, now: datetime, policy: Po
 
 def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
     """CSR findings from the last known API data (nothing when offline)."""
-    if snapshot.api is None:
+    waited = serving_trail(snapshot, now)
+    if snapshot.api is None or waited is None:
         return
-    csrs = snapshot.api.csrs
-    yield from _suspicious(csrs, snapshot.node_name)
-    newest = newest_csr(csrs)
-    if newest is None:
-        return
-    if newest.state is CsrState.PENDING:
-        yield from _pending(snapshot, csrs, newest, now, policy)
-    else:
-        yield from _newest_state(snapshot, newest, now, policy)
+    yield from _suspicious(snapshot.api.csrs, snapshot.node_name)
+    if waited.waiting:
+        yield from _pending(snapshot, waited, now, policy)
+    elif waited.newest is not None:
+        yield from _newest_state(snapshot, waited.newest, now, policy)
 
 
 def deadlines(snapshot: Snapshot, policy: Policy) -> Iterator[datetime]:
-    """When a Pending CSR becomes stale and an Approved one times out."""
+    """When the node's wait becomes stale, and when the CSR that counts, Approved, times out."""
     if snapshot.api is None:
         return
-    for csr in snapshot.api.csrs:
-        if csr.state is CsrState.PENDING:
-            yield csr.created + policy.csr_stale_after
-        elif csr.state is CsrState.APPROVED:
-            yield (csr.state_since or csr.created) + policy.issue_timeout
+    issued_at, overdue = _serving_cert_times(snapshot)
+    waited = trail(snapshot.api.csrs, SIGNER, issued_at=issued_at)
+    newest = waited.newest
+    if waited.waiting and waited.since is not None:
+        yield waited.since + policy.csr_stale_after
+        if overdue is not None and overdue < waited.since:  # waiting since overdue, then
+            yield overdue + policy.csr_stale_after
+    elif newest is not None and newest.state is CsrState.APPROVED:
+        yield (newest.state_since or newest.created) + policy.issue_timeout

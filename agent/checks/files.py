@@ -24,13 +24,12 @@ from agent.checks.common import (
     judged_certs,
     kubelet_not_found,
     kubelet_owned,
-    newest_csr,
     swap_interrupted,
 )
+from agent.checks.csr import serving_trail
 from agent.kubelet import ROLE_NAMES, is_missing, iso, updated_name
 from agent.model import (
     CertFile,
-    CsrState,
     Finding,
     KeyMatch,
     LinkProblem,
@@ -59,17 +58,34 @@ def _swap_interrupted(cf: CertFile) -> Finding:
         "(`systemctl restart kubelet` does it now)", cf.path)
 
 
-def _missing(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
-    if cf.role is Role.CLIENT:
+def _absent_dir(snapshot: Snapshot, cf: CertFile) -> Finding | None:
+    """The link is missing because the whole cert dir is: say that, not "link missing"."""
+    error = snapshot.cert_dir_error
+    if error is None or cf.role not in (Role.CLIENT, Role.SERVER) or (
+            cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is not True):
+        return None
+    code = codes.CLIENT_CERT_MISSING if cf.role is Role.CLIENT else codes.SERVER_CERT_MISSING
+    return Finding(
+        code, Severity.CRITICAL,
+        f"no {ROLE_NAMES[cf.role]}: {error.detail} ({error.problem.value}); check that "
+        "--cert-dir is the kubelet's own (its --cert-dir flag, default /var/lib/kubelet/pki; "
+        "binary installs often use /etc/kubernetes/cert), or that the kubelet ever "
+        "bootstrapped on this node", cf.path)
+
+
+def _missing(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Finding]:
+    absent = _absent_dir(snapshot, cf)
+    if absent is not None:
+        yield absent
+    elif cf.role is Role.CLIENT:
         yield Finding(
             codes.CLIENT_CERT_MISSING, Severity.CRITICAL,
             f"no kubelet client certificate at {cf.path}: the kubelet cannot authenticate to "
             "the API server; check its --bootstrap-kubeconfig and that its client CSR is "
             "approved (`kubectl get csr`), or re-join the node", cf.path)
     elif cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is True:
-        pending = [c for c in snapshot.api.csrs if c.state is CsrState.PENDING] \
-            if snapshot.api is not None else []
-        newest = newest_csr(tuple(pending))
+        waited = serving_trail(snapshot, now)
+        newest = waited.newest if waited is not None and waited.waiting else None
         name = newest.name if newest is not None else "<name>"
         yield Finding(
             codes.SERVER_CERT_MISSING, Severity.CRITICAL,
@@ -150,12 +166,12 @@ def _unreadable(snapshot: Snapshot, cf: CertFile, path: str, error: ReadError | 
                    f"{remedy}", path)
 
 
-def _cert_file(snapshot: Snapshot, cf: CertFile) -> Iterator[Finding]:
+def _cert_file(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Finding]:
     problem = cf.link.problem if cf.link is not None else None
     if swap_interrupted(cf):
         yield _swap_interrupted(cf)
     if is_missing(cf):
-        yield from _missing(snapshot, cf)
+        yield from _missing(snapshot, cf, now)
         return
     broken = LINK_PROBLEMS.get(problem) if problem is not None else None
     if broken is not None:
@@ -186,7 +202,7 @@ def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding
         yield not_found(snapshot)  # nothing else: a host without a kubelet has no certificates
         return
     for cf in judged_certs(snapshot):
-        yield from _cert_file(snapshot, cf)
+        yield from _cert_file(snapshot, cf, now)
     cfg = snapshot.kubelet_config
     if cfg.error is not None:
         yield Finding(

@@ -18,7 +18,7 @@ import argparse
 import os
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from agent.model import (
     AgentStats,
     ApiState,
     Evaluation,
+    Finding,
     KubeletSettings,
     Role,
     Snapshot,
@@ -87,7 +88,8 @@ class Daemon:
 
     def __init__(self, settings: Settings, *, clock: Clock = utcnow,
                  monotonic_clock: Monotonic = monotonic, flags_file: Path | None = None,
-                 notifier: Notifier | None = None, services: Services | None = None) -> None:
+                 notifier: Notifier | None = None, services: Services | None = None,
+                 wait: Callable[[float], bool] | None = None) -> None:
         self.settings = settings  # as configured, then with the discovered kubelet's values
         self._configured = settings
         self._serving = False
@@ -95,6 +97,8 @@ class Daemon:
         self.holder = StateHolder()
         self.waker = Waker()
         self.clock, self._monotonic = clock, monotonic_clock
+        # How the loop blocks: the waker's select() unless a test drives time itself.
+        self._wait = wait or self.waker.wait
         self._flags_file = flags_file
         self._notifier = notifier or Notifier(environ={})
         self.services = services or Services(self)
@@ -102,6 +106,7 @@ class Daemon:
         self.stats = AgentStats(started_at=clock())
         self._snapshot: Snapshot | None = None  # last raw snapshot (stale data merged in)
         self._published: Evaluation | None = None
+        self._evaluated_at: datetime | None = None  # ``now`` of the last good evaluation
         self._api_lock = threading.Lock()
         self._api_state: ApiState | None = None
         self._api_changed = False
@@ -128,6 +133,7 @@ class Daemon:
                 emit([event("evaluation_failed", "error", error=error)])
             self.healthy, self._failure = False, error
             return self.holder.get()
+        self._evaluated_at = now
         if self._failure is not None:
             emit([event("evaluation_recovered", error=self._failure)])
         self.healthy, self._failure = True, None
@@ -144,7 +150,8 @@ class Daemon:
         moved = set(changed) | changed_paths(self._snapshot, snapshot)
         self._snapshot = snapshot
         raw = judge(snapshot, now, self.settings.policy)
-        published = self._settler.apply(raw, self._published, moved)
+        published = self._settler.apply(raw, self._published, moved,
+                                        self._time_driven(now, moved))
         events = diff(self._published, published)
         self._published = published
         roles = rotated_roles(events)
@@ -170,6 +177,14 @@ class Daemon:
             if self._serving:  # before serve() the services start with the new settings
                 self.services.apply(old, new)
         return kubelet
+
+    def _time_driven(self, now: datetime, moved: set[str]) -> tuple[Finding, ...] | None:
+        """The findings the published snapshot gives by itself at ``now``: time made them,
+        not a file event, so the settle period (meant for the kubelet's swap) must not
+        hold them back. Only worth judging when some file changed recently."""
+        if self._published is None or not (moved or self._settler.recent(now)):
+            return None
+        return judge(self._published.snapshot, now, self.settings.policy).findings
 
     def _write_textfile(self, state: AgentState) -> None:
         directory = self.settings.daemon.textfile_dir
@@ -198,11 +213,15 @@ class Daemon:
         """The last snapshot evaluated (raw, before settling)."""
         return self._snapshot
 
-    def next_deadline(self, now: datetime) -> datetime | None:
-        """The earliest instant a verdict can change without new input (or a hold settles)."""
+    def next_deadline(self) -> datetime | None:
+        """The earliest instant after the last evaluation at which a verdict can change
+        without new input, or a held verdict settles. Once the clock reaches it the loop
+        evaluates: counting from the last evaluation (not from the clock) is what makes
+        the instant that woke the loop due, rather than already behind it."""
         candidates = [self._settler.deadline()]
-        if self._snapshot is not None:
-            candidates.append(next_change(self._snapshot, now, self.settings.policy))
+        if self._snapshot is not None and self._evaluated_at is not None:
+            candidates.append(next_change(self._snapshot, self._evaluated_at,
+                                          self.settings.policy))
         return min((c for c in candidates if c is not None), default=None)
 
     # -- API monitor callback and requests from signals/other threads -------------------
@@ -290,7 +309,7 @@ class Daemon:
                 last_process_check = self._monotonic()
                 due = self.kubelet.process_changed() or due  # a new pid: discover again
             now = self.clock()
-            deadline = self.next_deadline(now)
+            deadline = self.next_deadline()
             rescan = False
             if due or changed or (deadline is not None and deadline <= now) or (
                     self._monotonic() - last_eval >= MAX_IDLE_SECONDS):
@@ -301,7 +320,7 @@ class Daemon:
                 status_line = self._notify(status_line)
             if self.healthy:
                 self._notifier.send("WATCHDOG=1")
-            if not rescan and self.waker.wait(self._timeout(now)):
+            if not rescan and self._wait(self._timeout(self.clock())):
                 self._coalesce()
             changed, overflowed, count = self.services.drain()
             with self._api_lock:
@@ -309,13 +328,14 @@ class Daemon:
 
     def _timeout(self, now: datetime) -> float:
         timeouts = [MAX_IDLE_SECONDS, self.kubelet.check_interval()]
-        deadline = self.next_deadline(now)
+        deadline = self.next_deadline()
         if deadline is not None and deadline <= now:
-            # only left behind by a failed evaluation: retry, but never in a tight loop
-            timeouts.append(FAILED_RETRY_SECONDS)
+            # already due: the evaluation outlasted it (evaluate again at once), or a
+            # failed evaluation left it behind (retry, but never in a tight loop)
+            timeouts.append(0.0 if self.healthy else FAILED_RETRY_SECONDS)
         elif deadline is not None:
-            # a few ms late rather than early: waking before the instant would loop
-            timeouts.append(max(0.01, (deadline - now).total_seconds() + 0.005))
+            # waking early costs one more short wait, never an evaluation
+            timeouts.append(max(0.01, (deadline - now).total_seconds()))
         if self._notifier.watchdog_interval is not None:
             timeouts.append(self._notifier.watchdog_interval)
         return min(timeouts)
@@ -324,7 +344,7 @@ class Daemon:
         """Let a burst of events finish (the kubelet writes, links, removes, renames)."""
         end = self._monotonic() + MAX_COALESCE_SECONDS
         while self._monotonic() < end and not self._stop_requested:
-            if not self.waker.wait(QUIET_SECONDS):
+            if not self._wait(QUIET_SECONDS):
                 return
 
     def _notify(self, previous: str) -> str:

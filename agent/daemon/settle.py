@@ -16,7 +16,7 @@ Pure: instants come from the evaluations, nothing here reads the clock or the di
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -102,9 +102,19 @@ class Settler:
         """The (code, path) of every negative verdict currently held back."""
         return frozenset(self._pending_since)
 
+    def recent(self, now: datetime) -> bool:
+        """Whether some path changed within the settle period before ``now``."""
+        return any(now - t < self.settle for t in self._changed_at.values())
+
     def apply(self, raw: Evaluation, published: Evaluation | None,
-              changed: Iterable[str] = ()) -> Evaluation:
-        """The evaluation to publish, given the raw one and what was published before."""
+              changed: Iterable[str] = (),
+              expected: Sequence[Finding] | None = None) -> Evaluation:
+        """The evaluation to publish, given the raw one and what was published before.
+
+        ``expected`` are the findings the published snapshot itself gives at this instant
+        (None: not computed). They changed with time alone, not with a file, so they are
+        never held back, and a held group shows them rather than its older findings.
+        """
         now = raw.now
         for path in changed:
             self._changed_at[path] = now
@@ -113,16 +123,18 @@ class Settler:
             self._pending_since.clear()
             return replace(raw, findings=sort_findings(raw.findings))
         groups = _Groups(raw.snapshot, published.snapshot)
-        held_groups, accepted = self._judge(raw, published, groups)
+        timely = frozenset((f.code, f.path) for f in expected or ())
+        held_groups, accepted = self._judge(raw, published, groups, timely)
         if not held_groups:
             return replace(raw, findings=sort_findings(accepted))
-        kept = [f for f in published.findings if groups.of(f.path) in held_groups]
+        before = published.findings if expected is None else expected
+        kept = [f for f in before if groups.of(f.path) in held_groups]
         findings = [f for f in accepted if groups.of(f.path) not in held_groups] + kept
-        return Evaluation(snapshot=_keep_files(raw.snapshot, published.snapshot, held_groups),
-                          now=now, findings=sort_findings(findings))
+        return replace(raw, snapshot=_keep_files(raw.snapshot, published.snapshot, held_groups),
+                       findings=sort_findings(findings))
 
-    def _judge(self, raw: Evaluation, published: Evaluation, groups: _Groups
-               ) -> tuple[set[str | None], list[Finding]]:
+    def _judge(self, raw: Evaluation, published: Evaluation, groups: _Groups,
+               timely: frozenset[FindingKey]) -> tuple[set[str | None], list[Finding]]:
         """Split raw findings into accepted ones and the groups a held verdict freezes."""
         recent = set(self._changed_at)
         held_groups: set[str | None] = set()
@@ -132,8 +144,8 @@ class Settler:
         for f in raw.findings:
             key = (f.code, f.path)
             old = before.get(key)
-            if (old is None or f.severity > old.severity) and self._involved(
-                    f.code, f.path, groups, recent):
+            if key not in timely and (old is None or f.severity > old.severity) and (
+                    self._involved(f.code, f.path, groups, recent)):
                 still_bad.add(key)
                 if self._hold(key, raw.now):
                     held_groups.add(groups.of(f.path))

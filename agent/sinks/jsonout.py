@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agent.kubelet import iso
+from agent.kubelet import SERVING_SIGNER, iso
 from agent.model import (
     ApiError,
     ApiState,
     CertFile,
     CertInfo,
     CsrInfo,
+    CsrTrail,
     Evaluation,
     Finding,
     KeyMatch,
@@ -53,7 +54,7 @@ def evaluation_to_dict(ev: Evaluation) -> dict[str, Any]:
                    for s in sorted(Severity, reverse=True)},
         "history": {h.role.value: _history(h) for h in snap.history},
         "updated_links": list(snap.updated_links),
-        "api": _api(snap.api),
+        "api": _api(snap.api, ev.csr_trail(SERVING_SIGNER)),
         **status_fields(snap.kubelet),
     }
 
@@ -151,7 +152,7 @@ def _api_error(e: ApiError | None) -> dict[str, Any] | None:
             "consecutive_failures": e.consecutive_failures, "since": timestamp(e.since)}
 
 
-def _csr(c: CsrInfo) -> dict[str, Any]:
+def _csr(c: CsrInfo, serving: CsrTrail | None) -> dict[str, Any]:
     return {
         "name": c.name, "created": timestamp(c.created), "state": c.state.value,
         "state_since": timestamp(c.state_since), "username": c.username, "signer": c.signer,
@@ -159,10 +160,21 @@ def _csr(c: CsrInfo) -> dict[str, Any]:
         "request_dns_names": list(c.request_dns_names),
         "request_ip_addresses": list(c.request_ip_addresses),
         "request_other_sans": list(c.request_other_sans), "request_error": c.request_error,
+        "abandoned": serving is not None and serving.is_abandoned(c),
     }
 
 
-def _api(a: ApiState | None) -> dict[str, Any] | None:
+def _trail(t: CsrTrail | None) -> dict[str, Any] | None:
+    """The checks' verdict on the CSRs: is the node waiting now, since when, for which."""
+    if t is None:
+        return None
+    return {"waiting": t.waiting, "since": timestamp(t.since),
+            "newest": t.newest.name if t.newest else None,
+            "last_issued": timestamp(t.last_issued),
+            "pending": [c.name for c in t.pending], "abandoned": [c.name for c in t.abandoned]}
+
+
+def _api(a: ApiState | None, serving: CsrTrail | None) -> dict[str, Any] | None:
     """null when the API server was not asked (``--offline``)."""
     if a is None:
         return None
@@ -170,5 +182,8 @@ def _api(a: ApiState | None) -> dict[str, Any] | None:
         "server": a.server, "last_success": timestamp(a.last_success), "stale": a.stale,
         "error": _api_error(a.error),
         "identity": {"username": a.identity_username, "groups": list(a.identity_groups)},
-        "csrs": [_csr(c) for c in a.csrs],
+        "credential": None if a.credential is None else {
+            "kind": a.credential.kind.value, "where": a.credential.where},
+        "csrs": [_csr(c, serving) for c in a.csrs],
+        "serving_csr": _trail(serving),
     }

@@ -26,13 +26,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent import __version__
+from agent.kubelet import SERVING_SIGNER
 from agent.model import (
     AgentState,
     AgentStats,
     ApiState,
     CertFile,
     CertInfo,
-    CsrState,
+    CsrTrail,
     Evaluation,
     KeyMatch,
     ReadProblem,
@@ -127,11 +128,15 @@ TEXTFILE_ERRORS = _f("textfile_write_errors_total", "counter",
 
 # -- API server and serving CSRs (absent when offline) -------------------------------------
 CSR_PENDING = _f("serving_csr_pending", "gauge",
-                 "Number of this node's kubelet-serving CSRs waiting for approval.")
-CSR_OLDEST_PENDING = _f("serving_csr_oldest_pending_creation_timestamp_seconds", "gauge",
-                        "Creation time of this node's oldest pending kubelet-serving CSR, "
-                        "Unix time.")
-CSR_INFO = _f("serving_csr_info", "gauge", "1 for each of this node's kubelet-serving CSRs.",
+                 "Pending kubelet-serving CSRs this node made since its last issued "
+                 "certificate, while the newest of them waits for approval; 0 when the node "
+                 "is not waiting (abandoned CSRs never count).")
+CSR_WAITING_SINCE = _f("serving_csr_waiting_since_timestamp_seconds", "gauge",
+                       "Since when this node has been waiting for a serving certificate "
+                       "(its first Pending CSR after the last issued certificate, or when the "
+                       "certificate went overdue), Unix time; absent when not waiting.")
+CSR_INFO = _f("serving_csr_info", "gauge", "1 for each of this node's kubelet-serving CSRs; "
+              "state Abandoned: Pending, but the kubelet no longer waits for it.",
               "name", "state")
 API_REQUESTS = _f("apiserver_requests_total", "counter",
                   "Requests the agent made to the API server, by outcome.", "outcome")
@@ -145,7 +150,7 @@ FAMILIES: tuple[Family, ...] = (
     CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS, HISTORY_GENERATIONS,
     HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
     EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
-    CSR_OLDEST_PENDING, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
+    CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
 )
 
 # Counters are pre-initialised at 0 for these labels, so rate() works from the first scrape.
@@ -247,13 +252,14 @@ def _add_stats(out: _Builder, stats: AgentStats, evaluation: Evaluation) -> None
     out.add(TEXTFILE_ERRORS, float(stats.textfile_errors_total))
 
 
-def _add_api(out: _Builder, api: ApiState) -> None:
-    pending = [c for c in api.csrs if c.state is CsrState.PENDING]
-    out.add(CSR_PENDING, float(len(pending)))
-    if pending:
-        out.add(CSR_OLDEST_PENDING, min(_ts(c.created) for c in pending))
+def _add_api(out: _Builder, api: ApiState, serving: CsrTrail | None) -> None:
+    # The checks' verdict on the CSRs, not the raw list: abandoned CSRs never count.
+    out.add(CSR_PENDING, float(len(serving.pending) if serving else 0))
+    if serving is not None and serving.since is not None:
+        out.add(CSR_WAITING_SINCE, _ts(serving.since))
     for csr in api.csrs:
-        out.add(CSR_INFO, 1.0, (csr.name, csr.state.value))
+        abandoned = serving is not None and serving.is_abandoned(csr)
+        out.add(CSR_INFO, 1.0, (csr.name, "Abandoned" if abandoned else csr.state.value))
     for outcome, count in api.requests_by_outcome:
         out.add(API_REQUESTS, float(count), (outcome,))
     if api.last_success is not None:
@@ -274,7 +280,7 @@ def build_metrics(state: AgentState | None) -> list[Metric]:
     _add_history(out, snapshot)
     _add_stats(out, state.stats, state.evaluation)
     if snapshot.api is not None:
-        _add_api(out, snapshot.api)
+        _add_api(out, snapshot.api, state.evaluation.csr_trail(SERVING_SIGNER))
     return out.metrics()
 
 

@@ -10,19 +10,29 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from agent import codes
-from agent.kubelet import ROTATING_ROLES, SERVING_ROLES, iso, residual, served_role
+from agent.kubelet import (
+    ROTATING_ROLES,
+    SERVING_ROLES,
+    SERVING_SIGNER,
+    iso,
+    residual,
+    served_role,
+)
 from agent.model import (
     ApiState,
     CertFile,
+    CertInfo,
+    CsrTrail,
     Evaluation,
     Finding,
     KubeletConfigInfo,
+    ReadProblem,
     RoleHistory,
     Severity,
     Snapshot,
@@ -31,6 +41,7 @@ from agent.model import (
 HEADERS = ("CERTIFICATE", "PATH", "EXPIRES (UTC)", "RESIDUAL TIME", "ROTATION WINDOW",
            "ISSUER", "STATE")
 MAX_PATH = 72
+SHORT_WINDOW = timedelta(days=3)  # below this the ROTATION WINDOW column shows times
 NONE = "-"
 
 
@@ -47,7 +58,7 @@ def render_table(ev: Evaluation) -> str:
         lines += ["", "HISTORY"]
         lines += _columns([_history_row(h) for h in snap.history])
     if snap.api is not None:
-        lines += ["", _api_line(snap.api)]
+        lines += ["", _api_line(snap.api, ev.csr_trail(SERVING_SIGNER))]
     lines += ["", "FINDINGS" if ev.findings else "FINDINGS: none"]
     lines += _columns([(f.severity.name, f.code, f.message + _path_note(f.path, snap.cert_dir))
                        for f in ev.findings])
@@ -115,10 +126,7 @@ def _cert_row(c: CertFile, cert_dir: str, now: datetime, state: str) -> tuple[st
     leaf = c.leaf
     if leaf is None:
         return (c.role.value, _ellipsize(path), NONE, NONE, NONE, NONE, state)
-    window = NONE
-    if c.role in ROTATING_ROLES:
-        window = (f"{leaf.rotation_window_start:%Y-%m-%d}.."
-                  f"{leaf.rotation_window_end:%Y-%m-%d}")
+    window = rotation_window(leaf) if c.role in ROTATING_ROLES else NONE
     return (c.role.value, _ellipsize(path), f"{leaf.not_after.astimezone(UTC):%Y-%m-%d %H:%M}",
             residual(leaf.not_after - now), window, issuer_cn(leaf.issuer), state)
 
@@ -131,7 +139,19 @@ def _history_row(h: RoleHistory) -> tuple[str, ...]:
     return (h.role.value, files, span, last)
 
 
-def _api_line(api: ApiState) -> str:
+def rotation_window(leaf: CertInfo) -> str:
+    """The kubelet's 70-90 % window, in UTC: dates, or times when it is shorter than a
+    few days (a 10-minute certificate's window lies within one date)."""
+    start = leaf.rotation_window_start.astimezone(UTC)
+    end = leaf.rotation_window_end.astimezone(UTC)
+    if end - start >= SHORT_WINDOW:
+        return f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
+    if start.date() == end.date():
+        return f"{start:%Y-%m-%d %H:%M}..{end:%H:%M}"
+    return f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}"
+
+
+def _api_line(api: ApiState, serving: CsrTrail | None = None) -> str:
     head = f"API SERVER {api.server}:" if api.server else "API SERVER:"
     if api.error is not None:
         e = api.error
@@ -139,7 +159,8 @@ def _api_line(api: ApiState) -> str:
         return (f"{head} {e.problem.value}{code} ({e.detail}), "
                 f"{e.consecutive_failures} consecutive failure(s); last success "
                 f"{iso(api.last_success) if api.last_success else 'never'}")
-    states = Counter(c.state.value for c in api.csrs)
+    states = Counter("abandoned" if serving is not None and serving.is_abandoned(c)
+                     else c.state.value for c in api.csrs)
     detail = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     who = f" as {api.identity_username}" if api.identity_username else ""
     return (f"{head} ok{who}, {len(api.csrs)} serving CSR(s) for this node"
@@ -147,7 +168,10 @@ def _api_line(api: ApiState) -> str:
 
 
 def _context_line(snap: Snapshot) -> str:
-    return (f"node {snap.node_name}, cert dir {snap.cert_dir}, "
+    error = snap.cert_dir_error
+    absent = "" if error is None else (
+        " (absent)" if error.problem is ReadProblem.NOT_FOUND else f" ({error.problem.value})")
+    return (f"node {snap.node_name}, cert dir {snap.cert_dir}{absent}, "
             f"kubelet config {_config_summary(snap.kubelet_config)}")
 
 

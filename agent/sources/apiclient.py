@@ -21,9 +21,9 @@ from requests.adapters import HTTPAdapter
 
 from agent import __version__
 from agent.config import ApiSettings
+from agent.kubelet import SERVING_SIGNER
 from agent.model import ApiProblem
 from agent.sources.apiparse import (
-    SERVING_SIGNER,
     Failure,
     ListPage,
     ShapeError,

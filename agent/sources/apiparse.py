@@ -18,10 +18,9 @@ from typing import Any, Final
 
 from cryptography import x509
 
-from agent.kubelet import read_sans
+from agent.kubelet import SERVING_SIGNER, read_sans
 from agent.model import ApiError, ApiProblem, CsrInfo, CsrState
 
-SERVING_SIGNER: Final = "kubernetes.io/kubelet-serving"
 INITIAL_EVENTS_END: Final = "k8s.io/initial-events-end"
 
 # Outcome labels of ApiState.requests_by_outcome (a metric label: stable values).

@@ -51,6 +51,7 @@ class _Tracker:
         self.error = None if previous is None else previous.error
         self.identity: tuple[str | None, tuple[str, ...]] = (None, ())
         self.counts: Counter[str] = Counter()
+        self.credential = None if previous is None else previous.credential
         if previous is not None:
             self.server = server or previous.server
             self.csrs = {c.name: c for c in previous.csrs}
@@ -60,7 +61,13 @@ class _Tracker:
     def count(self, outcome: str) -> None:
         self.counts[outcome] += 1
 
+    def answered(self) -> None:
+        """The API server answered a request successfully (who-am-I, a list page, a watch
+        opened, an event, a bookmark): it works, whatever the CSR data's state."""
+        self.last_success = self.clock()
+
     def succeeded(self) -> None:
+        """The CSR data is complete and current again: also clears the failure."""
         self.last_success, self.error = self.clock(), None
 
     def failed(self, failure: Failure) -> None:
@@ -87,7 +94,8 @@ class _Tracker:
         return ApiState(server=self.server, last_success=self.last_success, csrs=csrs,
                         error=self.error, identity_username=self.identity[0],
                         identity_groups=self.identity[1],
-                        requests_by_outcome=tuple(sorted(self.counts.items())))
+                        requests_by_outcome=tuple(sorted(self.counts.items())),
+                        credential=self.credential)
 
 
 def _review(client: ApiClient, tracker: _Tracker) -> bool:
@@ -100,6 +108,7 @@ def _review(client: ApiClient, tracker: _Tracker) -> bool:
         code = exc.failure.status_code
         return code is not None and code not in (401, 429) and code < 500
     tracker.count(OK)
+    tracker.answered()
     if identity is not None:
         tracker.identity = identity
     return True
@@ -130,6 +139,7 @@ def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None
                 continue
             return "", exc.failure
         tracker.count(OK)
+        tracker.answered()
         items.extend(page.items)
         if not page.continue_token:
             if not page.resource_version:
@@ -162,7 +172,7 @@ def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
         if isinstance(creds, ApiError):
             tracker.not_configured(creds)
             return tracker.state()
-        tracker.server = creds.server
+        tracker.server, tracker.credential = creds.server, creds.credential
         client = ApiClient(creds, api, session_factory())
         try:
             _review(client, tracker)
@@ -282,6 +292,7 @@ class CsrMonitor:
                 self._client.close()
             self._client = ApiClient(creds, self.api, self._session_factory())
             self._tracker.server, self._need_review = creds.server, True  # new creds: who am I?
+            self._tracker.credential = creds.credential
         client = self._client
         assert client is not None  # noqa: S101 - set above on the first step
         if self._need_review:
@@ -304,6 +315,8 @@ class CsrMonitor:
             resp = client.open_watch(self._rv, timeout)
         except ApiFailure as exc:
             return self._watch_failed(exc.failure, established=False)
+        self._tracker.answered()  # the watch is open: the server accepted us
+        self._publish()
         try:
             for event in client.events(resp):
                 step = self._on_event(event)
@@ -337,8 +350,10 @@ class CsrMonitor:
             return self._watch_failed(failure, established=True)
         if event.resource_version:
             self._rv = event.resource_version
-        if event.type != "BOOKMARK":
+        if event.type == "BOOKMARK":
+            self._tracker.answered()  # nothing changed, but the server is there
+        else:
             self._tracker.apply(event)
             self._tracker.succeeded()
-            self._publish()
+        self._publish()
         return None

@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from agent.kubelet import GENERATION, ROTATING_ROLES, current_name, updated_name
-from agent.model import CertFile, CertInfo, LinkProblem, LinkState, ReadError, Role, RoleHistory
+from agent.model import (
+    CertFile,
+    CertInfo,
+    LinkProblem,
+    LinkState,
+    ReadError,
+    ReadProblem,
+    Role,
+    RoleHistory,
+)
 from agent.sources.certfile import load_cert_file
 from agent.sources.discovery.hostfs import resolve, to_host
 from agent.sources.files import problem_for, read_file
@@ -45,6 +54,7 @@ class CertDirScan:
     certs: tuple[CertFile, ...]  # client, server, then kubelet.crt if present
     history: tuple[RoleHistory, ...]
     updated_links: tuple[str, ...]
+    dir_error: ReadError | None = None  # the directory itself is absent or unreadable
 
 
 @dataclass(frozen=True)
@@ -165,8 +175,21 @@ def clear_cache() -> None:
     _SIZES.clear()
 
 
-def scan_entries(root: str) -> tuple[dict[Role, _Generations], list[str]]:
-    """One pass over the directory: history per role and ``-updated.pem`` links."""
+def _dir_error(root: str, exc: OSError) -> ReadError:
+    if isinstance(exc, FileNotFoundError):
+        return ReadError(ReadProblem.NOT_FOUND, f"the cert dir {root} does not exist")
+    if isinstance(exc, NotADirectoryError):
+        return ReadError(ReadProblem.NOT_REGULAR, f"the cert dir {root} is not a directory")
+    if isinstance(exc, PermissionError):
+        return ReadError(ReadProblem.PERMISSION_DENIED,
+                         f"the cert dir {root} cannot be listed (permission denied)")
+    return ReadError(ReadProblem.IO_ERROR, f"the cert dir {root} cannot be listed "
+                                           f"({exc.strerror or type(exc).__name__})")
+
+
+def scan_entries(root: str) -> tuple[dict[Role, _Generations], list[str], ReadError | None]:
+    """One pass over the directory: history per role, ``-updated.pem`` links, and why
+    the directory itself could not be listed (None: it could)."""
     gens = {role: _Generations() for role in ROTATING_ROLES}
     updated = {updated_name(role) for role in ROTATING_ROLES}
     links: list[str] = []
@@ -183,9 +206,9 @@ def scan_entries(root: str) -> tuple[dict[Role, _Generations], list[str]]:
                 size = _entry_size(entry)
                 if size is not None:
                     gens[_ROLES[m.group(1)]].add(name, size)
-    except OSError:
-        pass  # a missing or unreadable cert dir shows up as MISSING links
-    return gens, sorted(links)
+    except OSError as exc:  # the links show up MISSING too: say why, once, for the dir
+        return gens, sorted(links), _dir_error(root, exc)
+    return gens, sorted(links), None
 
 
 def _previous(root: str, role: Role, gens: _Generations, current: CertFile,
@@ -211,10 +234,11 @@ def scan_cert_dir(root: str, anchors: Sequence[x509.Certificate], max_bytes: int
                   host_root: str = "/") -> CertDirScan:
     """Scan ``root`` (absolute) as described in the module docstring. Never raises."""
     certs = [load_current(root, role, anchors, max_bytes, host_root) for role in ROTATING_ROLES]
-    gens, updated = scan_entries(root)
+    gens, updated, dir_error = scan_entries(root)
     history = tuple(_previous(root, c.role, gens[c.role], c, max_bytes) for c in certs)
     crt = os.path.join(root, "kubelet.crt")
     if os.path.lexists(crt):
         certs.append(load_cert_file(Role.SELF_SIGNED, crt, anchors, max_bytes,
                                     key_path=os.path.join(root, "kubelet.key")))
-    return CertDirScan(certs=tuple(certs), history=history, updated_links=tuple(updated))
+    return CertDirScan(certs=tuple(certs), history=history, updated_links=tuple(updated),
+                       dir_error=dir_error)

@@ -22,13 +22,15 @@ import ssl
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from agent.config import DEFAULT_KUBECONFIGS, MAX_FILE_BYTES, ApiSettings
-from agent.model import ApiError, ApiProblem, ReadProblem
+from agent.model import ApiCredential, ApiError, ApiProblem, CredentialKind, ReadProblem
 from agent.sources.files import read_file
+
+NO_CREDENTIAL: Final = ApiCredential(CredentialKind.NONE, "")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Credentials:
     token: str | None = field(default=None, repr=False)
     source: str = ""  # where the settings came from (kubeconfig path or "flags")
     auth: str = "none"  # e.g. "client certificate /var/lib/kubelet/pki/kubelet-client-current.pem"
+    credential: ApiCredential = NO_CREDENTIAL
     token_file: Path | None = None  # re-read on credentials_changed()
 
 
@@ -253,16 +256,26 @@ def _private_file(path: Path, data: bytes | None) -> Path:
     return path
 
 
-def _describe_auth(parts: _Parts) -> str:
+def _credential(parts: _Parts) -> ApiCredential:
+    """The credential the API server authenticates (the client certificate first, as
+    kube-apiserver's authenticators do)."""
     if parts.cert_file:
-        return f"client certificate {parts.cert_file}"
+        return ApiCredential(CredentialKind.CERT_FILE, str(parts.cert_file))
     if parts.cert_data:
-        return f"client certificate embedded in {parts.source}"
+        return ApiCredential(CredentialKind.CERT_DATA, parts.source)
     if parts.token_file:
-        return f"token from {parts.token_file}"
+        return ApiCredential(CredentialKind.TOKEN_FILE, str(parts.token_file))
     if parts.token:
-        return f"token embedded in {parts.source}"
-    return "none"
+        return ApiCredential(CredentialKind.TOKEN, parts.source)
+    return ApiCredential(CredentialKind.NONE, "")
+
+
+def _describe_auth(credential: ApiCredential) -> str:
+    return {CredentialKind.CERT_FILE: f"client certificate {credential.where}",
+            CredentialKind.CERT_DATA: f"client certificate embedded in {credential.where}",
+            CredentialKind.TOKEN_FILE: f"token from {credential.where}",
+            CredentialKind.TOKEN: f"token embedded in {credential.where}",
+            CredentialKind.NONE: "none"}[credential.kind]
 
 
 def load_credentials(api: ApiSettings, *, scratch_dir: Path | None = None,
@@ -286,6 +299,7 @@ def load_credentials(api: ApiSettings, *, scratch_dir: Path | None = None,
         ctx = _ssl_context(parts, scratch_dir)
     except KubeconfigError as exc:
         return _fail(str(exc))
+    credential = _credential(parts)
     return Credentials(server=parts.server.rstrip("/"), ssl_context=ctx, token=token,
-                       source=parts.source, auth=_describe_auth(parts),
-                       token_file=parts.token_file)
+                       source=parts.source, auth=_describe_auth(credential),
+                       credential=credential, token_file=parts.token_file)
