@@ -137,6 +137,20 @@ class TestConfigs:
         assert k.config_error is not None and k.config_error.problem is ReadProblem.GARBAGE
         assert k.rotate_certificates.value is None  # unknown, never a guess
 
+    def test_a_field_of_the_wrong_type_is_refused_like_the_kubelet_does(
+            self, tmp_path: Path) -> None:
+        """rotateCertificates: "yes" makes the kubelet refuse the file: an error, and the
+        setting is unknown (never a false ROTATION_DISABLED from the default)."""
+        write(tmp_path, "/etc/systemd/system/kubelet.service",
+              "[Service]\nExecStart=/k --config=/c.yaml --config-dir=/d\n")
+        write(tmp_path, "/c.yaml", kubelet_config(serverTLSBootstrap=True))
+        write(tmp_path, "/d/10.conf", kubelet_config(rotateCertificates="yes", port="x"))
+        k = find(tmp_path)
+        assert k.config_error is not None
+        assert "rotateCertificates is not a boolean" in k.config_error.detail
+        assert "/d/10.conf" in k.config_error.detail
+        assert k.rotate_certificates.value is None and k.server_tls_bootstrap.value is True
+
     def test_config_path_that_is_a_fifo_does_not_hang(self, tmp_path: Path) -> None:
         write(tmp_path, "/etc/systemd/system/kubelet.service",
               "[Service]\nExecStart=/k --config=/fifo\n")
