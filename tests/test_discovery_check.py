@@ -69,6 +69,19 @@ class TestBinaryInstall:
                    in line for line in lines[:16])
 
 
+    def test_cert_dir_alone_still_finds_the_config_and_its_bootstrap(
+            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--cert-dir given but not the config: the unit's --config still says
+        serverTLSBootstrap, so a never-approved serving CSR is SERVER_CERT_MISSING."""
+        hosttree.seeds_node(tmp_path)
+        built = hosttree.pki_at(tmp_path, "/etc/kubernetes/cert", "m7-autocv-gpu01", NOW,
+                                server=False, fallback=True)
+        write(tmp_path, "/etc/kubernetes/cert/ca.pem", built.ca_file.read_bytes())
+        code, doc = check(tmp_path, capsys, "--cert-dir", "/etc/kubernetes/cert")
+        assert codes.SERVER_CERT_MISSING in codes_of(doc) and code == 2
+        assert doc["kubelet"]["config"]["value"] == "/etc/kubernetes/kubelet-config.yaml"
+
+
 class TestKubeadmNode:
     def test_healthy_kubeadm_node_is_ok_with_the_discovered_node_name(
             self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
