@@ -38,7 +38,9 @@ fallback kubelet.crt, tlsCertFile and clientCAFile from the kubelet config,
 every --watch file and every --ca-file: expiry, the 70-90 % rotation window,
 self-signed serving certificates, key/certificate match, identity
 (CN=system:node:<node>, SANs), trust, history of rotations; unless --offline,
-this node's kubelet-serving CSRs on the API server (pending, denied, not issued)."""
+this node's kubelet-serving CSRs on the API server (pending, denied, not issued).
+On a kubeadm control plane (--kubeadm-dir, default /etc/kubernetes when pki/ca.crt
+exists) also everything `kubeadm certs check-expiration` lists, in its layout."""
 
 EPILOG = """\
 exit codes (Nagios):

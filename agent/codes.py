@@ -25,6 +25,11 @@ KEY_MISMATCH: Final = "KEY_MISMATCH"
 IDENTITY_MISMATCH: Final = "IDENTITY_MISMATCH"
 UNTRUSTED_ISSUER: Final = "UNTRUSTED_ISSUER"
 KUBELET_CONFIG_UNREADABLE: Final = "KUBELET_CONFIG_UNREADABLE"
+CA_ROTATION_IN_PROGRESS: Final = "CA_ROTATION_IN_PROGRESS"
+
+# kubeadm control plane (issue 11)
+KUBEADM_CERT_MISSING: Final = "KUBEADM_CERT_MISSING"
+
 # Kubelet discovery (issue: the kubelet as it really runs)
 KUBELET_NOT_FOUND: Final = "KUBELET_NOT_FOUND"
 SWAP_INTERRUPTED: Final = "SWAP_INTERRUPTED"
@@ -67,6 +72,12 @@ DESCRIPTIONS: Final[dict[str, str]] = {
         "-current.pem is missing, -updated.pem holds the live certificate: the kubelet "
         "renames it at its next start"
     ),
+    CA_ROTATION_IN_PROGRESS: (
+        "a CA bundle holds an expired or not-yet-valid CA beside a valid one (info)"
+    ),
+    KUBEADM_CERT_MISSING: (
+        "a file `kubeadm certs check-expiration` lists is absent, e.g. external etcd (info)"
+    ),
     SERVING_CSR_PENDING: "this node's serving CSR waits for approval",
     SERVING_CSR_SUSPICIOUS: "a serving CSR's subject or SANs do not match this node",
     SERVING_CSR_DENIED: "this node's newest serving CSR was denied",
@@ -100,6 +111,8 @@ STATE_WORDS: Final[dict[str, str]] = {
     IDENTITY_MISMATCH: "identity mismatch",
     UNTRUSTED_ISSUER: "untrusted",
     SWAP_INTERRUPTED: "swap interrupted",
+    CA_ROTATION_IN_PROGRESS: "CA rotation in progress",
+    KUBEADM_CERT_MISSING: "missing",
 }
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from agent.kubeadm import default_dir as default_kubeadm_dir
 from agent.model import Policy
 
 DEFAULT_CERT_DIR = "/var/lib/kubelet/pki"
@@ -44,6 +45,11 @@ class SourceSettings:
     kubelet_config: Path | Literal["discover"] | None = DISCOVER
     ca_files: tuple[Path, ...] = ()
     watch_paths: tuple[Path, ...] = ()
+    watch_recursive: tuple[Path, ...] = ()
+    # kubeadm control plane: inventoried when DIR/pki/ca.crt exists, or always when the
+    # operator named the dir (then what is missing is reported); None: --no-kubeadm.
+    kubeadm_dir: Path | None = Path(default_kubeadm_dir())
+    kubeadm_explicit: bool = False
     node_name: str = ""
     max_file_bytes: int = MAX_FILE_BYTES
     host_root: Path = Path("/")
@@ -120,6 +126,14 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--watch", action="append", default=[], metavar="PATH",
                    help="extra certificate file or directory (non-recursive) to check for "
                         "expiry and readability, e.g. /etc/kubernetes/pki (repeatable)")
+    g.add_argument("--watch-recursive", action="append", default=[], metavar="DIR",
+                   help="like --watch DIR, and every directory below it (repeatable)")
+    g.add_argument("--kubeadm-dir", default=None, metavar="DIR",
+                   help="kubeadm's dir on a control-plane node: judge everything `kubeadm "
+                        "certs check-expiration` lists (default: "
+                        f"{default_kubeadm_dir()}, used when DIR/pki/ca.crt exists)")
+    g.add_argument("--no-kubeadm", action="store_true",
+                   help="do not look at the kubeadm control plane")
     g.add_argument("--node-name", default=None, metavar="NAME",
                    help="this node's name as the API server knows it (default: the kubelet's "
                         "--hostname-override, else the host name)")
@@ -193,12 +207,19 @@ def _opt_path(value: str | None) -> Path | None:
 
 def settings_from_args(ns: argparse.Namespace) -> Settings:
     """Turn parsed flags into settings. Missing groups fall back to defaults."""
+    host_root = Path(getattr(ns, "host_root", "/") or "/")
     sources = SourceSettings(
         cert_dir=_opt_path(ns.cert_dir),
         kubelet_config=DISCOVER if ns.kubelet_config is None else _opt_path(ns.kubelet_config),
-        host_root=Path(getattr(ns, "host_root", "/") or "/"),
+        host_root=host_root,
         ca_files=tuple(Path(p) for p in getattr(ns, "ca_file", ())),
         watch_paths=tuple(Path(p) for p in getattr(ns, "watch", ())),
+        watch_recursive=tuple(Path(p) for p in getattr(ns, "watch_recursive", [])),
+        # the default kubeadm dir is a host path: under --host-root it is read there
+        kubeadm_dir=None if getattr(ns, "no_kubeadm", False) else Path(
+            getattr(ns, "kubeadm_dir", None)
+            or host_root / default_kubeadm_dir().lstrip("/")),
+        kubeadm_explicit=bool(getattr(ns, "kubeadm_dir", None)),
         node_name=ns.node_name or "",
     )
     policy = Policy(

@@ -23,6 +23,7 @@ from agent import clock as clockmod
 from agent import pkigen
 from agent.clock import Clock
 from agent.model import Status
+from agent.pkigen_kubeadm import build_control_plane
 
 DEFAULT_NODE = "demo-node-1"
 LIFETIME = timedelta(days=365)
@@ -97,14 +98,24 @@ def kubelet_kubeconfig(ca_file: Path, client: Path) -> dict[str, Any]:
     }
 
 
-def check_command(directory: str, node: str, layout: str = "flat") -> str:
+KUBEADM_AGE = timedelta(days=340)  # kubeadm init that long ago: its leaves warn (25 d left)
+
+
+def write_control_plane(root: Path, node: str, now: datetime) -> Path:
+    """``root/kubernetes``: a kubeadm control plane initialised KUBEADM_AGE ago."""
+    return build_control_plane(root.resolve() / "kubernetes", node, now - KUBEADM_AGE).root
+
+
+def check_command(directory: str, node: str, *, control_plane: bool = False,
+                  layout: str = "flat") -> str:
     """The ``check`` command line to run on the demo (paths as the user typed them)."""
     base = directory.rstrip("/") or "/"
     if layout == "binary":  # discovery finds everything under the host root
         return shlex.join(["kubelet-cert-agent", "check", "--offline", "--host-root", base])
+    kubeadm = ["--kubeadm-dir", f"{base}/kubernetes"] if control_plane else []
     return shlex.join(["kubelet-cert-agent", "check", "--offline",
                        "--cert-dir", f"{base}/pki", "--kubelet-config", f"{base}/config.yaml",
-                       "--node-name", node])
+                       "--node-name", node, *kubeadm])
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -125,6 +136,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                         "the host root (etc/systemd/system/kubelet.service with the flags, "
                         "etc/kubernetes/cert, etc/kubernetes/kubelet-config.yaml), found by "
                         "`check --host-root DIR` alone (default: %(default)s)")
+    p.add_argument("--control-plane", action="store_true",
+                   help="also write DIR/kubernetes, a kubeadm control plane initialised "
+                        "340 days ago (its certificates have 25 days left)")
     p.set_defaults(func=run)
 
 
@@ -136,6 +150,7 @@ def run(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> int:
               "choose another", file=sys.stderr)
         return int(Status.UNKNOWN)
     layout = getattr(args, "layout", "flat")
+    control_plane = getattr(args, "control_plane", False)
     if layout == "binary":
         from agent.demo_binary import write_binary_demo
 
@@ -143,6 +158,8 @@ def run(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> int:
             root / "etc" / "kubernetes", args.node_name, clock()))
     else:
         written = write_demo(root, args.node_name, clock()).root
+        if control_plane:
+            write_control_plane(written, args.node_name, clock())
     print(f"wrote a demo PKI for node {args.node_name} under {written}:")
     for path in sorted(p for p in written.rglob("*") if not p.is_dir()):
         # binary layout: links name absolute host paths, as the kubelet writes them
@@ -151,6 +168,10 @@ def run(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> int:
         link = f" -> {shown}" if shown else ""
         print(f"  {path.relative_to(written)}{link}")
     print("the serving certificate is past 90 % of its lifetime and was not renewed "
-          "(expect ROTATION_OVERDUE).\nnext, run:\n  "
-          + check_command(args.directory, args.node_name, layout))
+          "(expect ROTATION_OVERDUE)"
+          + ("; the kubeadm certificates expire in 25 days (expect CERT_EXPIRING_SOON)"
+             if control_plane and layout != "binary" else "")
+          + ".\nnext, run:\n  "
+          + check_command(args.directory, args.node_name,
+                          control_plane=control_plane and layout != "binary", layout=layout))
     return int(Status.OK)

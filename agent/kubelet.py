@@ -93,6 +93,9 @@ ROLE_NAMES: dict[Role, str] = {
     Role.TLS_CERT_FILE: "kubelet tlsCertFile",
     Role.TRUST_ANCHOR: "trust anchor",
     Role.WATCHED: "watched certificate",
+    Role.KUBECONFIG: "client certificate of the kubeconfig",
+    Role.KUBEADM: "kubeadm certificate",
+    Role.KUBEADM_CA: "kubeadm CA",
 }
 KUBELET_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
 SERVING_ROLES = frozenset({Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
@@ -118,8 +121,9 @@ def is_missing(cf: CertFile) -> bool:
     """No entry at all: a MISSING link, or a plain path that does not exist."""
     if cf.link is not None:
         return cf.link.problem is LinkProblem.MISSING
+    # A kubeconfig whose referenced certificate is gone is broken, not missing.
     return cf.leaf is None and cf.read_error is not None and (
-        cf.read_error.problem is ReadProblem.NOT_FOUND)
+        cf.read_error.problem is ReadProblem.NOT_FOUND) and cf.target in (None, cf.path)
 
 
 def served_role(snapshot: Snapshot) -> Role:

@@ -51,6 +51,9 @@ class Role(enum.StrEnum):
     TLS_CERT_FILE = "tls-cert-file"  # tlsCertFile from the kubelet config
     TRUST_ANCHOR = "ca"  # clientCAFile / --ca-file
     WATCHED = "watched"  # --watch PATH (e.g. control-plane PKI)
+    KUBECONFIG = "kubeconfig"  # the client certificate of a --watch kubeconfig
+    KUBEADM = "kubeadm"  # a certificate `kubeadm certs check-expiration` lists
+    KUBEADM_CA = "kubeadm-ca"  # one of kubeadm's CAs (ca, etcd-ca, front-proxy-ca)
 
 
 class LinkProblem(enum.StrEnum):
@@ -179,6 +182,8 @@ class CertFile:
     trusted: bool | None = None  # None: no trust anchor known
     self_signed: bool = False  # in the kubelet's sense (see domain notes)
     stale_since: datetime | None = None  # last good data kept after a read failure
+    name: str | None = None  # kubeadm's name for it (admin.conf, apiserver, etcd-ca, ...)
+    externally_managed: bool | None = None  # kubeadm: its CA's key is absent (None: n/a)
 
 
 @dataclass(frozen=True)
@@ -404,6 +409,7 @@ class Snapshot:
     updated_links: tuple[str, ...] = ()  # transient -updated.pem links (swap in progress)
     api: ApiState | None = None  # None: offline / not asked
     kubelet: KubeletSettings | None = None  # None: not discovered (hand-built snapshots)
+    kubeadm_dir: str | None = None  # the kubeadm dir inventoried (None: not a control plane)
     cert_dir_error: ReadError | None = None  # the cert dir is absent or cannot be listed
 
     def cert(self, role: Role) -> CertFile | None:

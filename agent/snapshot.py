@@ -25,9 +25,11 @@ from agent.model import (
     Snapshot,
 )
 from agent.sources.certdir import scan_cert_dir
-from agent.sources.certfile import load_anchors, load_cert_file, load_watched
+from agent.sources.certfile import load_anchors, load_cert_file
 from agent.sources.discovery.discover import Request, discover
 from agent.sources.discovery.hostfs import resolve, to_host, under
+from agent.sources.kubeadm import is_control_plane, load_kubeadm
+from agent.sources.watched import load_watched, walk_dirs
 
 SELF_SIGNED_FILES = ("kubelet.crt", "kubelet.key")
 
@@ -61,7 +63,8 @@ def build_snapshot(sources: SourceSettings, now: datetime, api: ApiState | None 
     """Inventory every local input at ``now``, for ``kubelet`` (discovered when None).
 
     ``certs`` order: client, server (always present, possibly MISSING), kubelet.crt
-    (when present), tlsCertFile (when configured), then ``--watch`` files sorted by path.
+    (when present), tlsCertFile (when configured), ``--watch`` files sorted by path, then
+    on a kubeadm control plane its fourteen files in kubeadm's order.
     Every kubelet path in the snapshot is a host path.
     """
     if kubelet is None:
@@ -96,11 +99,16 @@ def _build(sources: SourceSettings, kubelet: KubeletSettings, now: datetime,
                                     anchors, limit, key_path=resolve(root, key) if key else None))
     # --watch files are judged for expiry and readability only: verifying each against
     # the anchors would double the cost of a 10,000-file directory for a fact no check uses.
-    certs.extend(load_watched(sources.watch_paths, (), limit))
+    certs.extend(load_watched(sources.watch_paths, (), limit,
+                              recursive=sources.watch_recursive))
+    kubeadm_dir = kubeadm_root(sources)
+    if kubeadm_dir is not None:
+        certs.extend(load_kubeadm(kubeadm_dir, limit))
     snapshot = Snapshot(taken_at=now, node_name=kubelet.node_name.value, cert_dir=cert_dir,
                         kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
                         history=scan.history, updated_links=scan.updated_links, api=api,
-                        kubelet=kubelet, cert_dir_error=scan.dir_error)
+                        kubelet=kubelet, cert_dir_error=scan.dir_error,
+                        kubeadm_dir=kubeadm_dir)
     return relocate(snapshot, lambda p: to_host(root, p), root.rstrip("/") + "/")
 
 
@@ -127,9 +135,19 @@ def relocate(snapshot: Snapshot, move: Callable[[str], str], strip: str = "") ->
         history=tuple(replace(h, previous_path=h.previous_path and move(h.previous_path))
                       for h in snapshot.history),
         updated_links=tuple(move(p) for p in snapshot.updated_links),
+        kubeadm_dir=snapshot.kubeadm_dir and move(snapshot.kubeadm_dir),
         cert_dir_error=snapshot.cert_dir_error and replace(
             snapshot.cert_dir_error, detail=snapshot.cert_dir_error.detail.replace(strip, "/")
             if strip else snapshot.cert_dir_error.detail))
+
+
+def kubeadm_root(sources: SourceSettings) -> str | None:
+    """The kubeadm dir to inventory: named by the operator, or the default one on a
+    control-plane node (``pki/ca.crt`` exists); None otherwise or with --no-kubeadm."""
+    if sources.kubeadm_dir is None:
+        return None
+    root = os.path.abspath(sources.kubeadm_dir)
+    return root if sources.kubeadm_explicit or is_control_plane(root) else None
 
 
 def _carry(previous: CertFile | None, current: CertFile, now: datetime) -> CertFile:
@@ -181,7 +199,8 @@ def input_paths(snapshot: Snapshot, sources: SourceSettings) -> frozenset[str]:
     paths.update(h.previous_path for h in snapshot.history if h.previous_path)
     if snapshot.kubelet_config.path:
         paths.add(snapshot.kubelet_config.path)
-    paths.update(os.path.abspath(p) for p in sources.ca_files + sources.watch_paths)
+    paths.update(os.path.abspath(p) for p in
+                 sources.ca_files + sources.watch_paths + sources.watch_recursive)
     return frozenset(paths)
 
 
@@ -226,6 +245,9 @@ def watch_plan(snapshot: Snapshot, sources: SourceSettings) -> tuple[
     snapshot = local
     watched_dirs = {os.path.abspath(p) for p in sources.watch_paths if os.path.isdir(p)}
     watched_dirs.update(p for p in discovery if os.path.isdir(p))
+    for top in sources.watch_recursive:
+        if os.path.isdir(top):
+            watched_dirs.update(walk_dirs(os.path.abspath(top)))
     wanted = {os.path.dirname(p) for p in paths - watched_dirs}
     wanted.add(snapshot.cert_dir)
     wanted.update(watched_dirs)

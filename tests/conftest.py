@@ -142,3 +142,19 @@ def openssl(tmp_path: Path) -> OpenSSL:
     directory = tmp_path / "openssl"
     directory.mkdir()
     return OpenSSL(binary, directory)
+
+
+@pytest.fixture(scope="session")
+def kubeadm_template(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """One healthy kubeadm control plane per session (RSA keys take time to make)."""
+    from tests import kubeadmtree
+
+    return kubeadmtree.template(tmp_path_factory.mktemp("kubeadm"))
+
+
+@pytest.fixture
+def plane(kubeadm_template: object, tmp_path: Path) -> object:
+    """This test's own copy of the kubeadm control plane (tests.kubeadmtree.Plane)."""
+    from tests import kubeadmtree
+
+    return kubeadmtree.copy_of(kubeadm_template, tmp_path)  # type: ignore[arg-type]

@@ -14,8 +14,8 @@ import pytest
 from agent import pkigen
 from agent.model import KeyMatch, LinkProblem, ReadProblem, Role
 from agent.sources.certdir import scan_cert_dir
-from agent.sources.certfile import load_watched
 from agent.sources.files import problem_for, read_file
+from agent.sources.watched import load_watched
 from tests.conftest import NOW
 
 LIMIT = 1 << 20

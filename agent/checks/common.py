@@ -17,6 +17,7 @@ from datetime import datetime
 from agent import kubelet
 from agent.kubelet import (
     KUBELET_ROLES,
+    ROLE_NAMES,
     ROTATING_ROLES,
     SERVING_ROLES,
     generation_name,
@@ -25,6 +26,9 @@ from agent.kubelet import (
     updated_name,
 )
 from agent.model import CertFile, CsrInfo, KeyMatch, Role, Snapshot
+
+# Files of trust anchors: several CAs side by side are normal (a rotation in progress).
+BUNDLE_ROLES = frozenset({Role.TRUST_ANCHOR, Role.KUBEADM_CA})
 
 
 def swap_in_progress(snapshot: Snapshot, role: Role) -> bool:
@@ -61,6 +65,14 @@ def judged_certs(snapshot: Snapshot) -> Iterator[CertFile]:
             continue
         yield cf
     yield from snapshot.anchors
+
+
+def describe(cf: CertFile) -> str:
+    """``kubeadm certificate apiserver (/etc/kubernetes/pki/apiserver.crt)`` or
+    ``watched certificate /x.pem``: how messages name a file."""
+    if cf.name:
+        return f"{ROLE_NAMES[cf.role]} {cf.name} ({cf.path})"
+    return f"{ROLE_NAMES[cf.role]} {cf.path}"
 
 
 def kubelet_owned(cf: CertFile) -> bool:

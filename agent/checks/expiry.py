@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from agent import codes
-from agent.checks.common import judged_certs, rotation_managed
-from agent.kubelet import ROLE_NAMES, duration, iso
+from agent import codes, kubeadm
+from agent.checks.common import BUNDLE_ROLES, describe, judged_certs, rotation_managed
+from agent.kubelet import duration, iso
 from agent.model import CertFile, CertInfo, Finding, Policy, Role, Severity, Snapshot
 
 CSR_HINT = ("approve this node's newest kubelet-serving CSR (`kubectl get csr`, "
@@ -38,6 +38,8 @@ STATIC_HINTS = {
                          "the kubelet"),
     Role.TRUST_ANCHOR: "rotate the CA: every certificate it signs stops verifying when it expires",
     Role.WATCHED: "renew it (kubeadm control plane: `kubeadm certs renew all`)",
+    Role.KUBECONFIG: ("renew the client certificate in this kubeconfig (kubeadm control "
+                      "plane: `kubeadm certs renew all`)"),
 }
 
 
@@ -60,12 +62,14 @@ def _hint(snapshot: Snapshot, cf: CertFile, expired: bool) -> str:
     if cf.role is Role.SERVER:
         prefix = "`kubectl logs/exec` to this node fail: " if expired else ""
         return prefix + CSR_HINT
-    return STATIC_HINTS[cf.role].format(config=config)
+    if cf.name and cf.role in (Role.KUBEADM, Role.KUBEADM_CA):
+        return kubeadm.renew_hint(cf.name, bool(cf.externally_managed))
+    return STATIC_HINTS.get(cf.role, STATIC_HINTS[Role.WATCHED]).format(config=config)
 
 
 def _judge(snapshot: Snapshot, cf: CertFile, leaf: CertInfo, now: datetime,
-           policy: Policy) -> Finding | None:
-    name = f"{ROLE_NAMES[cf.role]} {cf.path}"
+           policy: Policy, *, name: str | None = None) -> Finding | None:
+    name = name or describe(cf)
     if now >= leaf.not_after:
         return Finding(codes.CERT_EXPIRED, Severity.CRITICAL,
                        f"{name} expired at {iso(leaf.not_after)} "
@@ -90,21 +94,68 @@ def _judge(snapshot: Snapshot, cf: CertFile, leaf: CertInfo, now: datetime,
                    f"{_hint(snapshot, cf, False)}", cf.path)
 
 
-def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
-    """One finding at most per live certificate: expired, not yet valid or expiring."""
-    for cf in judged_certs(snapshot):
-        if cf.leaf is not None:
-            finding = _judge(snapshot, cf, cf.leaf, now, policy)
+def _bundle(snapshot: Snapshot, cf: CertFile, now: datetime,
+            policy: Policy) -> Iterator[Finding]:
+    """A CA file: judged on its valid CA that lasts longest. The others beside it are a
+    rotation in progress (info); only when none is valid is the file expired."""
+    chain = cf.chain or ((cf.leaf,) if cf.leaf else ())
+    best = kubeadm.current_ca(chain, now)
+    if best is None:  # the one that expired last (or starts first) says what is wrong
+        latest = max(chain, key=lambda c: c.not_after)
+        finding = _judge(snapshot, cf, latest, now, policy)
+        if finding is not None:
+            yield finding
+        return
+    finding = _judge(snapshot, cf, best, now, policy)
+    if finding is not None:
+        yield finding
+    others = [c for c in chain if not c.not_before <= now < c.not_after]
+    if others:
+        subjects = ", ".join(f"{c.subject} (valid {iso(c.not_before)} to {iso(c.not_after)})"
+                             for c in others)
+        yield Finding(
+            codes.CA_ROTATION_IN_PROGRESS, Severity.INFO,
+            f"{describe(cf)} holds {len(chain)} CAs; {subjects} is not valid now beside "
+            f"{best.subject}, valid until {iso(best.not_after)}: a CA rotation in progress; "
+            "remove the retired CA once every certificate it signed has been re-issued",
+            cf.path)
+
+
+def _file(snapshot: Snapshot, cf: CertFile, now: datetime,
+          policy: Policy) -> Iterator[Finding]:
+    """Every certificate in the file is judged: the leaf, then each CA in its chain (an
+    expired intermediate breaks the chain as surely as an expired leaf)."""
+    if cf.leaf is None:
+        return
+    if cf.role in BUNDLE_ROLES:
+        yield from _bundle(snapshot, cf, now, policy)
+        return
+    finding = _judge(snapshot, cf, cf.leaf, now, policy)
+    if finding is not None:
+        yield finding
+    leaf = cf.leaf
+    for position, info in enumerate(cf.chain, 1):
+        # A CA whose validity covers the leaf's can add nothing the leaf's verdict lacks.
+        covers = info.not_before <= leaf.not_before and info.not_after >= leaf.not_after
+        if info != leaf and not covers:
+            name = f"CA {info.subject} (certificate #{position} in {describe(cf)})"
+            finding = _judge(snapshot, cf, info, now, policy, name=name)
             if finding is not None:
                 yield finding
+
+
+def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
+    """Expired, not yet valid or expiring certificates in every live file."""
+    for cf in judged_certs(snapshot):
+        yield from _file(snapshot, cf, now, policy)
 
 
 def deadlines(snapshot: Snapshot, policy: Policy) -> Iterator[datetime]:
     """Instants at which a verdict above changes: notBefore, both thresholds, notAfter."""
     for cf in judged_certs(snapshot):
-        if cf.leaf is not None:
-            critical, warning = thresholds(cf.leaf, policy)
-            yield cf.leaf.not_before
-            yield cf.leaf.not_after - warning
-            yield cf.leaf.not_after - critical
-            yield cf.leaf.not_after
+        for info in cf.chain or ((cf.leaf,) if cf.leaf else ()):
+            critical, warning = thresholds(info, policy)
+            yield info.not_before
+            yield info.not_after - warning
+            yield info.not_after - critical
+            yield info.not_after

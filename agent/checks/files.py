@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from agent import codes
+from agent import codes, kubeadm
 from agent.checks.common import (
+    describe,
     history_file,
     judged_certs,
     kubelet_not_found,
@@ -93,8 +94,22 @@ def _missing(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Findin
             "`kubectl logs/exec` to this node fail with \"remote error: tls: internal error\"; "
             "approve the node's pending kubelet-serving CSR (`kubectl get csr`, "
             f"`kubectl certificate approve {name}`)", cf.path)
-    elif cf.role in (Role.TLS_CERT_FILE, Role.WATCHED, Role.TRUST_ANCHOR):
+    elif cf.role in (Role.KUBEADM, Role.KUBEADM_CA):
+        yield _kubeadm_missing(cf)
+    elif cf.role in (Role.TLS_CERT_FILE, Role.WATCHED, Role.TRUST_ANCHOR, Role.KUBECONFIG):
         yield _unreadable(snapshot, cf, cf.path, cf.read_error)
+
+
+def _kubeadm_missing(cf: CertFile) -> Finding:
+    """kubeadm prints ``!MISSING!`` and carries on: an absent file is a layout, not a fault."""
+    name = cf.name or cf.path
+    why = ("external etcd, or etcd not managed by kubeadm" if name in kubeadm.ETCD_NAMES
+           else "kubeadm < 1.29, or a control plane joined with `kubeadm join`"
+           if name == "super-admin.conf" else "not created by kubeadm on this node")
+    return Finding(codes.KUBEADM_CERT_MISSING, Severity.INFO,
+                   f"{describe(cf)} does not exist ({why}); `kubeadm certs check-expiration` "
+                   f"shows it as !MISSING!; if it should exist, `kubeadm init phase certs` "
+                   "or `kubeadm init phase kubeconfig` creates it", cf.path)
 
 
 def _stale_note(cf: CertFile) -> str:
@@ -138,6 +153,8 @@ ROLE_REMEDIES = {
     Role.TLS_CERT_FILE: "restore tlsCertFile from your PKI and restart the kubelet",
     Role.TRUST_ANCHOR: "fix the CA bundle (clientCAFile / --ca-file)",
     Role.WATCHED: "fix it or remove it from --watch",
+    Role.KUBECONFIG: "fix the kubeconfig or remove it from --watch",
+    Role.KUBEADM_CA: "restore the CA from a backup: kubeadm cannot re-create it in place",
 }
 
 
@@ -145,6 +162,9 @@ def _remedy(snapshot: Snapshot, cf: CertFile, error: ReadError) -> str:
     """What to do about an unreadable file: by problem first, then by role."""
     if error.problem in PROBLEM_REMEDIES:
         return PROBLEM_REMEDIES[error.problem]
+    if cf.role is Role.KUBEADM and cf.name:
+        return ("restore it from a backup, or " +
+                kubeadm.renew_hint(cf.name, bool(cf.externally_managed)))
     if cf.role in ROLE_REMEDIES:
         return ROLE_REMEDIES[cf.role]
     previous = next((h.previous_path for h in snapshot.history
@@ -161,9 +181,9 @@ def _unreadable(snapshot: Snapshot, cf: CertFile, path: str, error: ReadError | 
     what = "private key of the " if key else ""
     stale = "" if key else _stale_note(cf)
     remedy = _remedy(snapshot, cf, error) if error else "check the file"
+    subject = f"{ROLE_NAMES[cf.role]} {path}" if key or not cf.name else describe(cf)
     return Finding(codes.CERT_UNREADABLE, severity,
-                   f"cannot read the {what}{ROLE_NAMES[cf.role]} {path}: {detail}{stale}; "
-                   f"{remedy}", path)
+                   f"cannot read the {what}{subject}: {detail}{stale}; {remedy}", path)
 
 
 def _cert_file(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Finding]:

@@ -2,7 +2,8 @@
 KEY_MISMATCH, IDENTITY_MISMATCH, UNTRUSTED_ISSUER.
 
 Only the kubelet's own live files are judged (client and the served certificate;
-never watched files or trust anchors). The self-signed fallback is reported once, as
+never watched files or trust anchors), and kubeadm's leaves: each must be signed by its
+kubeadm CA and match its key. The self-signed fallback is reported once, as
 SERVER_CERT_SELF_SIGNED, never also as UNTRUSTED_ISSUER.
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from agent import codes
-from agent.checks.common import judged_certs, kubelet_owned
+from agent import codes, kubeadm
+from agent.checks.common import describe, judged_certs, kubelet_owned
 from agent.kubelet import ROLE_NAMES, names_node, node_user, served_role
 from agent.model import CertFile, CertInfo, Finding, KeyMatch, Policy, Role, Severity, Snapshot
 
@@ -40,11 +41,15 @@ def _self_signed(snapshot: Snapshot, cf: CertFile, leaf: CertInfo) -> Finding:
 
 def _key_mismatch(cf: CertFile) -> Finding:
     where = cf.key_path or f"inside {cf.target or cf.path}"
+    fix = ("the kubelet cannot use the pair; restore the matching key, or restart the "
+           "kubelet so it requests a new certificate")
+    if cf.name:
+        fix = ("its server cannot use the pair; restore the matching key, or "
+               + kubeadm.renew_hint(cf.name, bool(cf.externally_managed)))
     return Finding(
         codes.KEY_MISMATCH, Severity.CRITICAL,
-        f"the private key {where} does not belong to the {ROLE_NAMES[cf.role]} {cf.path}: "
-        "the kubelet cannot use the pair; restore the matching key, or restart the kubelet "
-        "so it requests a new certificate", cf.key_path or cf.path)
+        f"the private key {where} does not belong to the {describe(cf)}: {fix}",
+        cf.key_path or cf.path)
 
 
 def _client_identity(node: str, cf: CertFile, leaf: CertInfo) -> Finding | None:
@@ -96,9 +101,32 @@ def _judge(snapshot: Snapshot, cf: CertFile, leaf: CertInfo, served: Role) -> It
         yield _untrusted(snapshot, cf, leaf)
 
 
+def _kubeadm(snapshot: Snapshot, cf: CertFile, leaf: CertInfo) -> Iterator[Finding]:
+    """A kubeadm leaf must be signed by its own kubeadm CA (the source verified it
+    against every certificate in that CA's file) and match its key."""
+    if cf.key_match is KeyMatch.MISMATCH:
+        yield _key_mismatch(cf)
+    if cf.trusted is not False or not cf.name:
+        return
+    ca_name = next((entry.ca for entry in kubeadm.LEAVES if entry.name == cf.name), "ca")
+    ca_file = kubeadm.AUTHORITIES[ca_name].cert
+    base = snapshot.kubeadm_dir or kubeadm.DEFAULT_DIR
+    yield Finding(
+        codes.UNTRUSTED_ISSUER, Severity.CRITICAL,
+        f"{describe(cf)} is issued by {leaf.issuer!r}, not by kubeadm's {ca_name} "
+        f"({base}/{ca_file}): every component that trusts {ca_name} rejects it; "
+        f"{kubeadm.renew_hint(cf.name, bool(cf.externally_managed))}", cf.path)
+
+
 def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
-    """Identity, key and trust findings for the kubelet's live certificates."""
+    """Identity, key and trust findings for the kubelet's and kubeadm's live certificates."""
     served = served_role(snapshot)
     for cf in judged_certs(snapshot):
-        if kubelet_owned(cf) and cf.leaf is not None:
+        if cf.leaf is None:
+            continue
+        if kubelet_owned(cf):
             yield from _judge(snapshot, cf, cf.leaf, served)
+        elif cf.role is Role.KUBEADM:
+            yield from _kubeadm(snapshot, cf, cf.leaf)
+        elif cf.role is Role.KUBEADM_CA and cf.key_match is KeyMatch.MISMATCH:
+            yield _key_mismatch(cf)  # kubeadm would sign renewals nobody can verify

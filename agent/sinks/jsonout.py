@@ -47,6 +47,7 @@ def evaluation_to_dict(ev: Evaluation) -> dict[str, Any]:
         "evaluated_at": timestamp(ev.now),
         "snapshot_taken_at": timestamp(snap.taken_at),
         "cert_dir": snap.cert_dir,
+        "kubeadm_dir": snap.kubeadm_dir,
         "kubelet_config": _kubelet_config(snap.kubelet_config),
         "certificates": [cert_file_to_dict(c) for c in snap.certs + snap.anchors],
         "findings": [finding_to_dict(f) for f in ev.findings],
@@ -79,6 +80,8 @@ def cert_file_to_dict(c: CertFile) -> dict[str, Any]:
     return {
         "role": c.role.value,
         "path": c.path,
+        "kubeadm_name": c.name,
+        "externally_managed": c.externally_managed,
         "target": c.target,
         **_leaf_fields(leaf),
         "self_signed": c.self_signed,

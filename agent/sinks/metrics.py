@@ -91,6 +91,11 @@ CERT_STALE = _f("certificate_stale", "gauge",
                 "1 if the file has become unreadable and these values are the last good ones.",
                 *CERT_LABELS)
 
+KUBEADM_INFO = _f("kubeadm_certificate_info", "gauge",
+                  "1 for each file `kubeadm certs check-expiration` lists, by kubeadm's name "
+                  "(role kubeadm or kubeadm-ca on the certificate series).",
+                  "name", "path", "externally_managed")
+
 # -- verdict --------------------------------------------------------------------------------
 FINDING = _f("finding", "gauge", "1 for each active finding (code: see the README).",
              "code", "severity", "path")
@@ -147,7 +152,7 @@ API_UP = _f("apiserver_up", "gauge",
 
 FAMILIES: tuple[Family, ...] = (
     CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END, CERT_SELF_SIGNED,
-    CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, FINDING, STATUS, HISTORY_GENERATIONS,
+    CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, KUBEADM_INFO, FINDING, STATUS, HISTORY_GENERATIONS,
     HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
     EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
     CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
@@ -155,10 +160,17 @@ FAMILIES: tuple[Family, ...] = (
 
 # Counters are pre-initialised at 0 for these labels, so rate() works from the first scrape.
 _ROTATION_ROLES = (Role.CLIENT.value, Role.SERVER.value)
+# Series with a rotation window: not kubeadm's files (renewed by hand, never rotated).
+WINDOW_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE,
+                           Role.WATCHED})
 
 
 def _ts(at: datetime) -> float:
     return at.timestamp()
+
+
+def _yes_no(flag: bool | None) -> str:
+    return "yes" if flag else "no"
 
 
 def _bool(flag: bool) -> float:
@@ -193,10 +205,13 @@ def _cert_labels(cert_file: CertFile, info: CertInfo, role: str) -> tuple[str, .
 
 def _add_cert(out: _Builder, cert_file: CertFile, info: CertInfo, *, anchor: bool) -> None:
     labels = _cert_labels(cert_file, info, Role.TRUST_ANCHOR.value if anchor
-                          else cert_file.role.value)
+                          and cert_file.role is not Role.KUBEADM_CA else cert_file.role.value)
     out.add(CERT_NOT_BEFORE, _ts(info.not_before), labels)
     out.add(CERT_NOT_AFTER, _ts(info.not_after), labels)
-    if not anchor:  # a CA is not rotated by the kubelet: no window to report
+    if cert_file.name:  # kubeadm's name, for alerts that say `kubeadm certs renew <name>`
+        out.add(KUBEADM_INFO, 1.0, (cert_file.name, cert_file.path,
+                                    _yes_no(cert_file.externally_managed)))
+    if not anchor and cert_file.role in WINDOW_ROLES:
         out.add(CERT_WINDOW_START, _ts(info.rotation_window_start), labels)
         out.add(CERT_WINDOW_END, _ts(info.rotation_window_end), labels)
     out.add(CERT_SELF_SIGNED, _bool(cert_file.self_signed), labels)
@@ -209,7 +224,10 @@ def _add_cert(out: _Builder, cert_file: CertFile, info: CertInfo, *, anchor: boo
 
 def _add_certificates(out: _Builder, snapshot: Snapshot) -> None:
     for cert_file in snapshot.certs:
-        if cert_file.leaf is not None:
+        if cert_file.role is Role.KUBEADM_CA:
+            for info in cert_file.chain or ((cert_file.leaf,) if cert_file.leaf else ()):
+                _add_cert(out, cert_file, info, anchor=True)
+        elif cert_file.leaf is not None:
             _add_cert(out, cert_file, cert_file.leaf, anchor=False)
     for anchor in snapshot.anchors:
         # A CA bundle holds several CAs: each is a trust anchor that can expire.

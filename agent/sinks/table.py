@@ -1,8 +1,10 @@
 """The human view of an evaluation, like ``kubeadm certs check-expiration`` for the kubelet.
 
-Layout: a context line, one row per certificate file, a HISTORY line per role, an
-API SERVER line when the API was asked, the findings, and last ONE summary line whose
-first word is the Nagios status. Plain text, no colours. Pure: no I/O, no clock.
+Layout: a context line, one row per certificate file, on a kubeadm control plane the
+CONTROL PLANE and CERTIFICATE AUTHORITY sections in kubeadm's own layout, a HISTORY
+line per role, an API SERVER line when the API was asked, the findings, and last ONE
+summary line whose first word is the Nagios status. Plain text, no colours. Pure: no
+I/O, no clock.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ from agent.model import (
     Finding,
     KubeletConfigInfo,
     ReadProblem,
+    Role,
     RoleHistory,
     Severity,
     Snapshot,
 )
+from agent.sinks import kubeadm_table
 
 HEADERS = ("CERTIFICATE", "PATH", "EXPIRES (UTC)", "RESIDUAL TIME", "ROTATION WINDOW",
            "ISSUER", "STATE")
+KUBEADM_ROLES = (Role.KUBEADM, Role.KUBEADM_CA)  # shown in kubeadm's own layout
 MAX_PATH = 72
 SHORT_WINDOW = timedelta(days=3)  # below this the ROTATION WINDOW column shows times
 NONE = "-"
@@ -51,9 +56,13 @@ def render_table(ev: Evaluation) -> str:
     lines = [_context_line(snap), ""]
     rows = [_cert_row(c, snap.cert_dir, ev.now,
                       cert_state(c, ev.findings, served=_served(c, snap)))
-            for c in snap.certs + snap.anchors]
+            for c in snap.certs + snap.anchors if c.role not in KUBEADM_ROLES]
     lines += _columns([HEADERS, *rows]) if rows else ["no certificate files found"]
     lines += [f"swap in progress: {_short(p, snap.cert_dir)}" for p in snap.updated_links]
+    leaves, cas = kubeadm_table.sections(ev, lambda c: cert_state(c, ev.findings))
+    if leaves or cas:
+        lines += ["", f"CONTROL PLANE (kubeadm, {snap.kubeadm_dir})", *_columns(leaves), "",
+                  *_columns(cas)]
     if snap.history:
         lines += ["", "HISTORY"]
         lines += _columns([_history_row(h) for h in snap.history])

@@ -1,4 +1,4 @@
-"""One certificate file -> :class:`agent.model.CertFile`; trust anchors; ``--watch`` paths.
+"""One certificate file -> :class:`agent.model.CertFile`; trust anchors and CA files.
 
 Reading follows :mod:`agent.sources.files` (bounded, never blocks), parsing follows
 :mod:`agent.sources.parse`. A private key (in the file or in ``key_path``) is read only
@@ -12,18 +12,25 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
-from agent.kubelet import GENERATION
 from agent.model import CertFile, KeyMatch, LinkState, ReadError, ReadProblem, Role
 from agent.sources.files import problem_for, read_file
 from agent.sources.parse import ParsedBundle, parse_bundle, parse_key
 
 CERT_SUFFIXES = (".crt", ".pem", ".cer", ".der")
 KEY_SUFFIX = ".key"
+AUTHORITY_ROLES = frozenset({Role.TRUST_ANCHOR, Role.KUBEADM_CA})  # files whose CAs verify others
+
+
+def load_parsed(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes: int,
+                *, pre_stat: os.stat_result | None = None
+                ) -> tuple[CertFile, ParsedBundle | None]:
+    """:func:`load_cert_file` and the parse behind it (None when the file was not read)."""
+    return _load(role, path, anchors, max_bytes, read_path=None, link=None, key_path=None,
+                 pre_stat=pre_stat)
 
 
 def load_cert_file(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes: int,
@@ -56,13 +63,14 @@ def _load(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes:
         if read.error is not None:
             return result(read.size, read.error), None
         assert read.data is not None  # noqa: S101 - read_file returns data when error is None
-        parsed = parse_bundle(read.data, anchors, keep_x509=role is Role.TRUST_ANCHOR)
+        parsed = parse_bundle(read.data, anchors, keep_x509=role in AUTHORITY_ROLES)
         size = read.size
         if cache_key and size == st.st_size:  # read what was stat'ed: safe to reuse
             _PARSED.put(cache_key, parsed)
     if parsed.error is not None:
         return result(size, parsed.error), parsed
-    key_match, key_error = _key_match(parsed, key_path, max_bytes)
+    key_match, key_error = _key_match(parsed, key_path, max_bytes,
+                                      any_certificate=role in AUTHORITY_ROLES)
     return result(size, chain=parsed.certificates, leaf=parsed.leaf, key_match=key_match,
                   key_error=key_error, trusted=parsed.chain_verified_to_anchor,
                   self_signed=parsed.self_signed), parsed
@@ -114,9 +122,12 @@ def clear_cache() -> None:
     _PARSED.clear()
 
 
-def _key_match(parsed: ParsedBundle, key_path: str | None,
-               max_bytes: int) -> tuple[KeyMatch, ReadError | None]:
-    """A separate key file wins over a key inside the bundle (the kubelet's order)."""
+def _key_match(parsed: ParsedBundle, key_path: str | None, max_bytes: int, *,
+               any_certificate: bool = False) -> tuple[KeyMatch, ReadError | None]:
+    """A separate key file wins over a key inside the bundle (the kubelet's order).
+
+    ``any_certificate``: a CA file mid-rotation holds the retired CA beside the one
+    whose key sits next to it; the key matches if it belongs to any of them."""
     if key_path is not None:
         read = read_file(key_path, max_bytes)
         if read.error is not None:
@@ -130,7 +141,18 @@ def _key_match(parsed: ParsedBundle, key_path: str | None,
         return KeyMatch.ABSENT, None
     if error is not None or spki is None or parsed.leaf is None:
         return KeyMatch.UNREADABLE, error
-    return (KeyMatch.MATCH if spki == parsed.leaf.spki_sha256 else KeyMatch.MISMATCH), None
+    owners = parsed.certificates if any_certificate else (parsed.leaf,)
+    matched = any(spki == c.spki_sha256 for c in owners)
+    return (KeyMatch.MATCH if matched else KeyMatch.MISMATCH), None
+
+
+def load_authority(role: Role, path: str, max_bytes: int, *, key_path: str | None = None
+                   ) -> tuple[CertFile, tuple[x509.Certificate, ...]]:
+    """A CA file and every certificate it holds (each one can verify a leaf)."""
+    cert_file, parsed = _load(role, path, (), max_bytes, read_path=None, link=None,
+                              key_path=key_path, pre_stat=None)
+    ok = parsed is not None and parsed.error is None
+    return cert_file, (parsed.x509_certificates if ok and parsed else ())
 
 
 def load_anchors(paths: Iterable[str], max_bytes: int) -> tuple[
@@ -139,58 +161,7 @@ def load_anchors(paths: Iterable[str], max_bytes: int) -> tuple[
     files: list[CertFile] = []
     certs: list[x509.Certificate] = []
     for path in dict.fromkeys(os.path.abspath(p) for p in paths):
-        cert_file, parsed = _load(Role.TRUST_ANCHOR, path, (), max_bytes, read_path=None,
-                                      link=None, key_path=None, pre_stat=None)
+        cert_file, held = load_authority(Role.TRUST_ANCHOR, path, max_bytes)
         files.append(cert_file)
-        if parsed is not None and parsed.error is None:
-            certs.extend(parsed.x509_certificates)
+        certs.extend(held)
     return tuple(files), tuple(certs)
-
-
-def load_watched(paths: Iterable[Path], anchors: Sequence[x509.Certificate],
-                 max_bytes: int) -> tuple[CertFile, ...]:
-    """Every ``--watch`` file, and the certificates in every ``--watch`` directory.
-
-    A directory is read non-recursively: every regular file named ``*.crt``, ``*.pem``,
-    ``*.cer`` or ``*.der`` (reported even when broken), plus any other regular file that
-    parses as a certificate. ``*.key`` files, kubelet history generations (expired
-    history is normal: a cert dir under ``--watch`` must not alarm on it) and
-    non-regular entries are never opened. Sorted by path, one entry per path.
-    """
-    found: dict[str, CertFile] = {}
-    for given in paths:
-        path = os.path.abspath(given)
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            found[path] = CertFile(role=Role.WATCHED, path=path, read_error=problem_for(exc, path))
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            found.update((c.path, c) for c in _scan_dir(path, anchors, max_bytes))
-        else:
-            found[path] = load_cert_file(Role.WATCHED, path, anchors, max_bytes, pre_stat=st)
-    return tuple(found[p] for p in sorted(found))
-
-
-def _scan_dir(directory: str, anchors: Sequence[x509.Certificate],
-              max_bytes: int) -> list[CertFile]:
-    try:
-        with os.scandir(directory) as it:
-            entries = [e for e in it if not e.name.endswith(KEY_SUFFIX)
-                       and GENERATION.match(e.name) is None]
-    except OSError as exc:
-        return [CertFile(role=Role.WATCHED, path=directory,
-                         read_error=problem_for(exc, directory))]
-    out: list[CertFile] = []
-    for entry in entries:
-        try:
-            if not entry.is_file():  # FIFOs, devices, sockets, sub-directories: never opened
-                continue
-            st = entry.stat()
-        except OSError:
-            continue  # vanished or a dangling link: not a certificate we can watch
-        cert_file, parsed = _load(Role.WATCHED, entry.path, anchors, max_bytes, read_path=None,
-                                  link=None, key_path=None, pre_stat=st)
-        if entry.name.lower().endswith(CERT_SUFFIXES) or (parsed and parsed.error is None):
-            out.append(cert_file)
-    return out

@@ -47,7 +47,35 @@ class Credentials:
 
 
 class KubeconfigError(Exception):
-    """A kubeconfig problem; the message names the file and field, never a secret."""
+    """A kubeconfig problem; the message names the file and field, never a secret.
+
+    ``problem`` says what kind of input failure it is, for the inventory's findings."""
+
+    def __init__(self, message: str, problem: ReadProblem = ReadProblem.GARBAGE) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+# kubectl and kubeadm never write YAML aliases; a handful is tolerated, a "billion
+# laughs" document is refused before it is expanded by anything that walks it.
+MAX_ALIASES = 64
+
+
+class _AliasBomb(yaml.YAMLError):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a document with more than MAX_ALIASES aliases."""
+
+    aliases_seen = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases_seen += 1
+            if self.aliases_seen > MAX_ALIASES:
+                raise _AliasBomb("too many aliases")
+        return super().compose_node(parent, index)
 
 
 def _fail(detail: str) -> ApiError:
@@ -73,18 +101,44 @@ def _read_small(path: Path, what: str) -> bytes:
     if error is None:
         return read.data or b""
     if error.problem is ReadProblem.NOT_FOUND:
-        raise KubeconfigError(f"{what} {path} not found")
+        raise KubeconfigError(f"{what} {path} not found", error.problem)
     if error.problem is ReadProblem.PERMISSION_DENIED:
-        raise KubeconfigError(f"{what} {path}: permission denied (run as root?)")
+        raise KubeconfigError(f"{what} {path}: permission denied (run as root?)", error.problem)
     if error.problem is ReadProblem.TOO_LARGE:
-        raise KubeconfigError(f"{what} {path} is larger than {MAX_FILE_BYTES} bytes")
-    raise KubeconfigError(f"{what} {error.detail}")
+        raise KubeconfigError(f"{what} {path} is larger than {MAX_FILE_BYTES} bytes",
+                              error.problem)
+    raise KubeconfigError(f"{what} {error.detail}", error.problem)
+
+
+# libyaml when present: the pure-Python scanner spends ~50 ms on one kubeconfig's long
+# base64 lines, libyaml well under 1 ms (bench/bench_kubeadm.py).
+_FAST: Any = getattr(yaml, "CSafeLoader", None)
+
+
+def _parse_yaml(data: bytes) -> Any:
+    """``safe_load`` that refuses more than MAX_ALIASES aliases before building anything."""
+    if _FAST is None:
+        return yaml.load(data, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
+    aliases = 0
+    for event in yaml.parse(data, Loader=_FAST):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise _AliasBomb("too many aliases")
+    return yaml.load(data, Loader=_FAST)  # noqa: S506 - CSafeLoader is the safe loader
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(_read_small(path, "kubeconfig"))
+        doc = _parse_yaml(_read_small(path, "kubeconfig"))
+    except _AliasBomb:
+        raise KubeconfigError(f"kubeconfig {path} has more than {MAX_ALIASES} YAML aliases "
+                              "(a YAML bomb?); refused") from None
+    except RecursionError:
+        raise KubeconfigError(f"kubeconfig {path} is nested too deeply; refused") from None
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own limit
+            raise KubeconfigError(f"kubeconfig {path} is nested too deeply; refused") from None
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise KubeconfigError(f"kubeconfig {path} is not valid YAML{where}") from None
@@ -177,6 +231,32 @@ def _parts_from_kubeconfig(path: Path) -> _Parts:
         raise KubeconfigError(f"kubeconfig {path}: exec/auth-provider credential plugins "
                               "are not supported; use a client certificate or a token")
     return parts
+
+
+@dataclass(frozen=True)
+class ClientCertRef:
+    """Where a kubeconfig's current user keeps its client certificate and key, and the
+    cluster's CA. Key bytes live only as long as this object; ``repr`` hides them."""
+
+    cert_data: bytes | None = None
+    cert_file: Path | None = None
+    key_data: bytes | None = field(default=None, repr=False)
+    key_file: Path | None = None
+    ca_data: bytes | None = None
+    ca_file: Path | None = None
+
+
+def client_certificate_ref(path: Path) -> ClientCertRef:
+    """The current user's client certificate in the kubeconfig ``path`` (embedded data
+    or a referenced file, relative to the kubeconfig's directory). Raises
+    KubeconfigError (with a ReadProblem) for a bad file or a user without one."""
+    parts = _parts_from_kubeconfig(path)
+    if parts.cert_data is None and parts.cert_file is None:
+        raise KubeconfigError(f"kubeconfig {path}: the current user has no client "
+                              "certificate", ReadProblem.NO_CERTIFICATE)
+    return ClientCertRef(cert_data=parts.cert_data, cert_file=parts.cert_file,
+                         key_data=parts.key_data, key_file=parts.key_file,
+                         ca_data=parts.ca_data, ca_file=parts.ca_file)
 
 
 def _apply_flags(parts: _Parts, api: ApiSettings) -> None:
