@@ -97,8 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return int(Status.UNKNOWN)
     except Exception as exc:  # the last line of defence: UNKNOWN, not a traceback
-        print(f"UNKNOWN: kubelet-cert-agent {args.command} failed: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        from agent.sinks.escape import printable
+
+        print(printable(f"UNKNOWN: kubelet-cert-agent {args.command} failed: "
+                        f"{type(exc).__name__}: {exc}"), file=sys.stderr)
         return int(Status.UNKNOWN)
     return code
 

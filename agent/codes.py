@@ -12,6 +12,7 @@ from typing import Final
 # Certificate files (issue: inventory and checks)
 CERT_EXPIRED: Final = "CERT_EXPIRED"
 CERT_NOT_YET_VALID: Final = "CERT_NOT_YET_VALID"
+CERT_VALIDITY_INVERTED: Final = "CERT_VALIDITY_INVERTED"
 CERT_EXPIRING_SOON: Final = "CERT_EXPIRING_SOON"
 ROTATION_OVERDUE: Final = "ROTATION_OVERDUE"
 ROTATION_DISABLED: Final = "ROTATION_DISABLED"
@@ -49,6 +50,7 @@ APISERVER_NOT_CONFIGURED: Final = "APISERVER_NOT_CONFIGURED"
 DESCRIPTIONS: Final[dict[str, str]] = {
     CERT_EXPIRED: "a live certificate is past notAfter",
     CERT_NOT_YET_VALID: "a live certificate's notBefore is in the future (clock skew)",
+    CERT_VALIDITY_INVERTED: "a live certificate's notBefore is after its notAfter: never valid",
     CERT_EXPIRING_SOON: "little lifetime left (warning/critical thresholds are flags)",
     ROTATION_OVERDUE: "past 90 % of the lifetime and the kubelet still uses the same certificate",
     ROTATION_DISABLED: "rotateCertificates is false: the client certificate will not be renewed",
@@ -98,6 +100,7 @@ ALL: Final[frozenset[str]] = frozenset(DESCRIPTIONS)
 STATE_WORDS: Final[dict[str, str]] = {
     CERT_EXPIRED: "expired",
     CERT_NOT_YET_VALID: "not yet valid",
+    CERT_VALIDITY_INVERTED: "never valid (notBefore after notAfter)",
     CERT_EXPIRING_SOON: "expiring soon",
     ROTATION_OVERDUE: "rotation overdue",
     ROTATION_DISABLED: "rotation disabled",

@@ -8,6 +8,8 @@ argparse namespace into frozen settings; nothing here touches the filesystem.
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -89,18 +91,37 @@ class Settings:
     daemon: DaemonSettings
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, upper: float) -> float:
+    """A finite number in (0, ``upper``]: nan, inf and 1e308 never reach a timedelta."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    if value > upper:
+        raise argparse.ArgumentTypeError(f"must be at most {upper:g}: {text!r}")
     return value
 
 
+def _bounded(upper: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        return _number(text, upper)
+
+    parse.__name__ = "number"  # argparse names the type in "invalid number value"
+    return parse
+
+
+MAX_DAYS = 3650.0  # ten years: more is a typo, and days * 86400 must stay a valid timedelta
+MAX_SECONDS = 7 * 86400.0
+_days = _bounded(MAX_DAYS)
+_seconds = _bounded(MAX_SECONDS)
+
+
 def _fraction(text: str) -> float:
-    value = _positive_float(text)
+    value = _number(text, 1.0)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1: {text!r}")
     return value
@@ -141,23 +162,23 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_policy_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("thresholds")
-    g.add_argument("--critical-days", type=_positive_float, default=_P.critical_days,
+    g.add_argument("--critical-days", type=_days, default=_P.critical_days,
                    metavar="DAYS",
                    help="CERT_EXPIRING_SOON is critical below min(DAYS, --critical-fraction "
                         "of the lifetime) left (default: %(default)s)")
     g.add_argument("--critical-fraction", type=_fraction, default=_P.critical_fraction, metavar="F",
                    help="(default: %(default)s)")
-    g.add_argument("--warning-days", type=_positive_float, default=_P.warning_days, metavar="DAYS",
+    g.add_argument("--warning-days", type=_days, default=_P.warning_days, metavar="DAYS",
                    help="CERT_EXPIRING_SOON is a warning below min(DAYS, --warning-fraction "
                         "of the lifetime) left (default: %(default)s)")
     g.add_argument("--warning-fraction", type=_fraction, default=_P.warning_fraction, metavar="F",
                    help="(default: %(default)s: 90 %% of the lifetime, where the kubelet's "
                         "rotation window ends, so a healthy node never warns)")
-    g.add_argument("--csr-stale-after", type=_positive_float,
+    g.add_argument("--csr-stale-after", type=_seconds,
                    default=_P.csr_stale_after.total_seconds(), metavar="SECONDS",
                    help="a serving CSR Pending longer than this raises SERVING_CSR_PENDING "
                         "(default: %(default)s)")
-    g.add_argument("--issue-timeout", type=_positive_float,
+    g.add_argument("--issue-timeout", type=_seconds,
                    default=_P.issue_timeout.total_seconds(), metavar="SECONDS",
                    help="an approved CSR without a certificate after this raises "
                         "SERVING_CSR_NOT_ISSUED (default: %(default)s)")
@@ -180,7 +201,7 @@ def add_api_arguments(p: argparse.ArgumentParser) -> None:
                    help="CA bundle to verify the API server, overriding the kubeconfig's")
     g.add_argument("--insecure", action="store_true",
                    help="allow insecure-skip-tls-verify in the kubeconfig (not recommended)")
-    g.add_argument("--csr-interval", type=_positive_float, default=60.0, metavar="SECONDS",
+    g.add_argument("--csr-interval", type=_seconds, default=60.0, metavar="SECONDS",
                    help="re-list period when watching is refused (default: %(default)s)")
 
 
@@ -191,9 +212,9 @@ def add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--textfile-dir", default=None, metavar="DIR",
                    help="write kubelet_cert_agent.prom here for node_exporter's textfile "
                         "collector (e.g. /var/lib/prometheus/node-exporter)")
-    g.add_argument("--poll", type=_positive_float, default=None, metavar="SECONDS",
+    g.add_argument("--poll", type=_seconds, default=None, metavar="SECONDS",
                    help="poll instead of inotify (filesystems without inotify)")
-    g.add_argument("--settle", type=_positive_float, default=2.0, metavar="SECONDS",
+    g.add_argument("--settle", type=_seconds, default=2.0, metavar="SECONDS",
                    help="a bad verdict about a file that just changed is published only after "
                         "it held this long (the kubelet's swap is not atomic) "
                         "(default: %(default)s)")

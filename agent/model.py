@@ -411,6 +411,7 @@ class Snapshot:
     kubelet: KubeletSettings | None = None  # None: not discovered (hand-built snapshots)
     kubeadm_dir: str | None = None  # the kubeadm dir inventoried (None: not a control plane)
     cert_dir_error: ReadError | None = None  # the cert dir is absent or cannot be listed
+    cert_dir_identity: tuple[int, int] | None = None  # (st_dev, st_ino); None: not a dir
 
     def cert(self, role: Role) -> CertFile | None:
         """The first certificate file with this role, if any."""

@@ -256,3 +256,17 @@ def build_node(
         self_signed_fallback(cert_dir, node, now - timedelta(days=200))
     return NodePki(cert_dir=cert_dir, ca=ca, ca_file=ca_file, client=client, server=served,
                    client_history=tuple(history))
+
+
+def many_certificates(directory: Path, count: int, now: datetime) -> None:
+    """``count`` distinct self-signed certificates (one key, many serials) in ``directory``:
+    every one must really be parsed (the parse cache is keyed by content)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    directory.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        name = _name(f"watched-{n}")
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(n + 1)
+                .not_valid_before(now - timedelta(days=1))
+                .not_valid_after(now + timedelta(days=365)).sign(key, hashes.SHA256()))
+        (directory / f"{n:05d}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

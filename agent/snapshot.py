@@ -1,6 +1,7 @@
 """Sources -> one immutable :class:`agent.model.Snapshot`.
 
-``build_snapshot`` never raises: every failure is data (a LinkProblem, a ReadError).
+``build_snapshot`` turns every input failure into data (a LinkProblem, a ReadError); it
+raises only :class:`~agent.faults.AgentFault`, a failure of the agent itself.
 ``merge_stale`` carries the last good certificate over a read failure, marked stale.
 ``input_paths`` / ``watch_dirs`` tell the watcher which files and directories matter.
 """
@@ -8,11 +9,13 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
 from agent.config import DISCOVER, ApiSettings, SourceSettings
+from agent.faults import AgentFault, raise_if_agent_errno
 from agent.kubelet import ROTATING_ROLES, current_name, updated_name
 from agent.model import (
     ApiState,
@@ -20,7 +23,6 @@ from agent.model import (
     KubeletConfigInfo,
     KubeletSettings,
     ReadError,
-    ReadProblem,
     Role,
     Snapshot,
 )
@@ -69,17 +71,14 @@ def build_snapshot(sources: SourceSettings, now: datetime, api: ApiState | None 
     """
     if kubelet is None:
         kubelet = discover(discovery_request(sources))
-    cert_dir = kubelet.cert_dir.value
     try:
         return _build(sources, kubelet, now, api)
-    except Exception as exc:  # belt and braces: each source already turns errors into data
-        error = ReadError(ReadProblem.IO_ERROR,
-                          f"inventory failed unexpectedly ({type(exc).__name__})")
-        certs = tuple(CertFile(role=role, path=os.path.join(cert_dir, current_name(role)),
-                               read_error=error) for role in ROTATING_ROLES)
-        return Snapshot(taken_at=now, node_name=kubelet.node_name.value, cert_dir=cert_dir,
-                        kubelet_config=config_info(kubelet), certs=certs, api=api,
-                        kubelet=kubelet)
+    except AgentFault:
+        raise
+    except Exception as exc:  # each source turns input errors into data: this is our bug
+        # Never a made-up CERT_UNREADABLE about the operator's files (issue 8): the daemon
+        # keeps the last good verdict, marked stale, and counts the failure as the agent's.
+        raise AgentFault("snapshot", f"inventory failed ({type(exc).__name__})") from exc
 
 
 def _build(sources: SourceSettings, kubelet: KubeletSettings, now: datetime,
@@ -108,7 +107,7 @@ def _build(sources: SourceSettings, kubelet: KubeletSettings, now: datetime,
                         kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
                         history=scan.history, updated_links=scan.updated_links, api=api,
                         kubelet=kubelet, cert_dir_error=scan.dir_error,
-                        kubeadm_dir=kubeadm_dir)
+                        kubeadm_dir=kubeadm_dir, cert_dir_identity=dir_identity(cert_dir))
     return relocate(snapshot, lambda p: to_host(root, p), root.rstrip("/") + "/")
 
 
@@ -148,6 +147,20 @@ def kubeadm_root(sources: SourceSettings) -> str | None:
         return None
     root = os.path.abspath(sources.kubeadm_dir)
     return root if sources.kubeadm_explicit or is_control_plane(root) else None
+
+
+def dir_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of a directory; None if it is missing or not a directory.
+
+    Compared at each evaluation: a bind mount over the cert dir or a directory replaced
+    under the same name is another directory, whose watches must be re-armed.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise_if_agent_errno(exc, "sources")
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 def _carry(previous: CertFile | None, current: CertFile, now: datetime) -> CertFile:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -33,7 +34,8 @@ TIMEOUT = 20.0
 class Agent:
     """A running ``run`` subprocess, its JSON log lines and its sd_notify messages."""
 
-    def __init__(self, node: Node, tmp_path: Path, *extra: str) -> None:
+    def __init__(self, node: Node, tmp_path: Path, *extra: str, nofile: int | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
         self.textfile_dir = tmp_path / "textfile"
         self.textfile_dir.mkdir()
         self.flags = tmp_path / "default"
@@ -46,12 +48,16 @@ class Agent:
         env = {**os.environ, "PYTHONPATH": str(REPO),
                "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "200000"}
         env.pop("WATCHDOG_PID", None)
-        argv = [sys.executable, "-m", "agent.cli", "run", "--offline",
+        argv = [*prefix, sys.executable, "-m", "agent.cli", "run", "--offline",
                 "--listen", "127.0.0.1:0", "--textfile-dir", str(self.textfile_dir),
                 "--cert-dir", str(node.cert_dir), "--kubelet-config", str(node.config),
                 "--node-name", NODE, "--flags-file", str(self.flags), *extra]
+        def limit() -> None:  # a small RLIMIT_NOFILE, as an attacked daemon would hit
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, cwd=REPO, text=True)
+                                     env=env, cwd=REPO, text=True, preexec_fn=limit)  # noqa: PLW1509
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_notify, daemon=True).start()
         listening = wait_for(lambda: self.event("http_listening"), TIMEOUT, "http_listening")

@@ -91,6 +91,13 @@ class TestUnitFile:
         """Each promised [Service] setting is present exactly once with its value."""
         assert unit_values("Service", key) == [expected]
 
+    def test_descriptor_limit_leaves_room_above_the_http_cap(self) -> None:
+        """LimitNOFILE is far above what a full HTTP endpoint holds (issue 13: EMFILE)."""
+        from agent.sinks.httpserver import MAX_CONNECTIONS
+
+        (limit,) = unit_values("Service", "LimitNOFILE")
+        assert int(limit) >= 16 * MAX_CONNECTIONS
+
     @pytest.mark.parametrize("protection", [
         "ProtectSystem", "NoNewPrivileges", "MemoryDenyWriteExecute", "UMask", "PrivateTmp",
         "PrivateDevices", "ProtectKernelTunables", "ProtectKernelModules",

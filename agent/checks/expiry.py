@@ -1,4 +1,5 @@
-"""Validity of live certificates: CERT_EXPIRED, CERT_NOT_YET_VALID, CERT_EXPIRING_SOON.
+"""Validity of live certificates: CERT_EXPIRED, CERT_NOT_YET_VALID, CERT_EXPIRING_SOON,
+CERT_VALIDITY_INVERTED.
 
 Live certificates are those :func:`agent.checks.common.judged_certs` yields (never the
 timestamped history, never a serving file the kubelet does not serve). A stale file
@@ -70,6 +71,11 @@ def _hint(snapshot: Snapshot, cf: CertFile, expired: bool) -> str:
 def _judge(snapshot: Snapshot, cf: CertFile, leaf: CertInfo, now: datetime,
            policy: Policy, *, name: str | None = None) -> Finding | None:
     name = name or describe(cf)
+    if leaf.not_before > leaf.not_after:  # not "expired": it never was valid at all
+        return Finding(codes.CERT_VALIDITY_INVERTED, Severity.CRITICAL,
+                       f"{name} has notBefore {iso(leaf.not_before)} after notAfter "
+                       f"{iso(leaf.not_after)}: no instant is valid, every TLS peer rejects "
+                       f"it; re-issue it ({_hint(snapshot, cf, True)})", cf.path)
     if now >= leaf.not_after:
         return Finding(codes.CERT_EXPIRED, Severity.CRITICAL,
                        f"{name} expired at {iso(leaf.not_after)} "

@@ -16,6 +16,7 @@ import structlog
 
 from agent.clock import utcnow
 from agent.model import Event
+from agent.sinks.escape import printable
 
 LOGGER_NAME = "kubelet-cert-agent"
 _LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -25,6 +26,15 @@ def _timestamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]
                ) -> MutableMapping[str, Any]:
     event_dict.setdefault("ts", utcnow().isoformat(timespec="milliseconds")
                           .replace("+00:00", "Z"))
+    return event_dict
+
+
+def _escape_values(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+                   ) -> MutableMapping[str, Any]:
+    """Console lines: untrusted names (paths, CNs) cannot inject ESC sequences or lines."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = printable(value)
     return event_dict
 
 
@@ -39,7 +49,9 @@ def configure(log_format: str = "json", stream: TextIO | None = None) -> None:
     else:
         renderer = structlog.processors.JSONRenderer(sort_keys=True)
     structlog.configure(
-        processors=[structlog.processors.add_log_level, _timestamp, renderer],
+        # JSON escapes control characters itself; the console lines do not.
+        processors=[structlog.processors.add_log_level, _timestamp,
+                    *([_escape_values] if log_format == "console" else []), renderer],
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
         cache_logger_on_first_use=False,
     )

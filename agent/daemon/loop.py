@@ -29,7 +29,7 @@ from agent.clock import Clock, Monotonic, monotonic, utcnow
 from agent.config import Settings, settings_from_args
 from agent.daemon.kubelet import KubeletTracker, effective
 from agent.daemon.logging import configure, emit
-from agent.daemon.services import Services
+from agent.daemon.services import Services, format_traceback
 from agent.daemon.settle import Settler, changed_paths
 from agent.daemon.state import (
     StateHolder,
@@ -40,6 +40,8 @@ from agent.daemon.state import (
     record_textfile_error,
 )
 from agent.daemon.supervise import Notifier, Waker, add_run_arguments, settings_from_flags_file
+from agent.faults import AgentFault, component_of
+from agent.health import Health
 from agent.model import (
     AgentState,
     AgentStats,
@@ -52,12 +54,18 @@ from agent.model import (
     event,
 )
 from agent.sinks.events import INPUT_UNREADABLE, diff, rotated_roles
+from agent.sinks.textfile import TEXTFILE_NAME, write_textfile
 from agent.snapshot import build_snapshot, merge_stale
 
 QUIET_SECONDS = 0.005  # a burst of fs events is over after this much silence...
 MAX_COALESCE_SECONDS = 0.1  # ...or after this long, whichever comes first
 MAX_IDLE_SECONDS = 300.0  # re-evaluate at least this often (clock jumps, missed events)
 FAILED_RETRY_SECONDS = 1.0  # after a failed evaluation whose deadline has passed
+# The watchdog ping means "the loop is healthy": after this many evaluations in a row
+# failed for the agent's own reasons (a bug, EMFILE, ENOMEM), systemd is left to restart us.
+UNHEALTHY_AFTER_FAILURES = 3
+TEXTFILE_RETRY_FIRST, TEXTFILE_RETRY_MAX = 1.0, 60.0  # back-off of a failed textfile write
+TEXTFILE_CHECK_SECONDS = 15.0  # a deleted textfile (or recreated dir) is rewritten this soon
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -76,11 +84,17 @@ def run_command(args: argparse.Namespace) -> int:
     configure(settings.daemon.log_format)
     flags_file = Path(args.flags_file) if args.flags_file else None
     daemon = Daemon(settings, flags_file=flags_file, notifier=Notifier())
-    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop_now())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop_now())
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
     signal.set_wakeup_fd(daemon.waker.write_fd, warn_on_full_buffer=False)
     return daemon.serve()
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived during an evaluation: unwind it (not an Exception: no catch-all
+    may swallow it). The first evaluation of 10,000 --watch files takes seconds, longer
+    than systemd's TimeoutStopSec leaves; nothing of a half-done evaluation is kept."""
 
 
 class Daemon:
@@ -104,6 +118,7 @@ class Daemon:
         self.services = services or Services(self)
         self._settler = Settler(timedelta(seconds=settings.daemon.settle))
         self.stats = AgentStats(started_at=clock())
+        self.health = Health()
         self._snapshot: Snapshot | None = None  # last raw snapshot (stale data merged in)
         self._published: Evaluation | None = None
         self._evaluated_at: datetime | None = None  # ``now`` of the last good evaluation
@@ -113,8 +128,11 @@ class Daemon:
         self._stop_requested = False
         self._reload_requested = False
         self._textfile_failing = False
+        self._textfile_retry: tuple[float, float] | None = None  # (at, back-off) when failing
         self._failure: str | None = None  # error of the failing evaluations, if they fail
+        self.failures = 0  # evaluations failed in a row for the agent's own reasons
         self.healthy = False
+        self.evaluating = False  # a signal handler reads it: see stop_now
 
     # -- the step -------------------------------------------------------------------
 
@@ -126,19 +144,43 @@ class Daemon:
         """
         started = self._monotonic()
         try:
+            self.evaluating = True
             state = self._evaluate(now, changed, fs_events, started)
-        except Exception as exc:  # a bug must not stop the agent: log it, keep the last state
-            error = type(exc).__name__
-            if error != self._failure:  # once per streak, not once per evaluation
-                emit([event("evaluation_failed", "error", error=error)])
-            self.healthy, self._failure = False, error
-            return self.holder.get()
+        except Exception as exc:  # the agent's failure, never a finding: keep the last state
+            self.evaluating = False
+            self._failed(exc, now)
+            kept = self.holder.get()
+            if kept is not None:
+                self._write_textfile(kept)  # the stale marker and the count reach node_exporter
+            return kept
+        finally:
+            self.evaluating = False
         self._evaluated_at = now
         if self._failure is not None:
             emit([event("evaluation_recovered", error=self._failure)])
-        self.healthy, self._failure = True, None
+        self.healthy, self._failure, self.failures = True, None, 0
+        self.health.set_stale(None)
         self._write_textfile(state)
         return self.holder.get()
+
+    def _failed(self, exc: Exception, now: datetime) -> None:
+        """Count an evaluation that failed for the agent's own reasons; log once per streak."""
+        component = component_of(exc)
+        self.health.internal_error(component)
+        error = f"{type(exc).__name__}: {exc}" if isinstance(exc, AgentFault) else (
+            type(exc).__name__)
+        if error != self._failure:  # once per streak, not once per evaluation
+            emit([event("evaluation_failed", "error", error=error, component=component,
+                        traceback=format_traceback(exc))])
+        if self.health.snapshot().stale_since is None and self.holder.get() is not None:
+            self.health.set_stale(now)
+        self.healthy, self._failure = False, error
+        self.failures += 1
+
+    @property
+    def loop_healthy(self) -> bool:
+        """Whether the watchdog is fed: fewer than UNHEALTHY_AFTER_FAILURES failures in a row."""
+        return self.failures < UNHEALTHY_AFTER_FAILURES and self.holder.get() is not None
 
     def _evaluate(self, now: datetime, changed: Iterable[str], fs_events: int,
                   started: float) -> AgentState:
@@ -148,6 +190,10 @@ class Daemon:
         snapshot = merge_stale(self._snapshot, build_snapshot(self.settings.sources, now, api,
                                                               kubelet), now)
         moved = set(changed) | changed_paths(self._snapshot, snapshot)
+        if self._snapshot is not None and (
+                snapshot.cert_dir_identity != self._snapshot.cert_dir_identity):
+            # a mount over it, or another directory under its name: the watcher re-arms
+            emit([event("cert_dir_replaced", "warning", cert_dir=snapshot.cert_dir)])
         self._snapshot = snapshot
         raw = judge(snapshot, now, self.settings.policy)
         published = self._settler.apply(raw, self._published, moved,
@@ -192,10 +238,11 @@ class Daemon:
             return
         try:
             from agent.sinks.metrics import render
-            from agent.sinks.textfile import write_textfile
 
-            write_textfile(directory, render(state))
-        except Exception as exc:  # counted, logged once per streak, never fatal
+            write_textfile(directory, render(state, self.health.snapshot()))
+        except Exception as exc:  # counted, logged once per streak, retried, never fatal
+            if not isinstance(exc, OSError):  # a full disk is not a bug; anything else is
+                self.health.internal_error("textfile")
             self.stats = record_textfile_error(self.stats)
             self.holder.set(AgentState(evaluation=state.evaluation, stats=self.stats))
             if not self._textfile_failing:
@@ -203,10 +250,30 @@ class Daemon:
                 emit([event("textfile_write_failed", "error", directory=str(directory),
                              error=str(error))])
             self._textfile_failing = True
+            backoff = (TEXTFILE_RETRY_FIRST if self._textfile_retry is None
+                       else min(TEXTFILE_RETRY_MAX, self._textfile_retry[1] * 2))
+            self._textfile_retry = (self._monotonic() + backoff, backoff)
             return
         if self._textfile_failing:
             emit([event("textfile_write_recovered", directory=str(directory))])
-        self._textfile_failing = False
+        self._textfile_failing, self._textfile_retry = False, None
+
+    @property
+    def textfile_retry_in(self) -> float | None:
+        """Seconds until the failed textfile write is retried (None: nothing to retry)."""
+        if self._textfile_retry is None:
+            return None
+        return max(0.0, self._textfile_retry[0] - self._monotonic())
+
+    def retry_textfile(self) -> None:
+        """Write the textfile again if a failed write is due, or if the file vanished."""
+        directory, state = self.settings.daemon.textfile_dir, self.holder.get()
+        if directory is None or state is None:
+            return
+        retry = self.textfile_retry_in
+        if (retry is not None and retry <= 0) or (
+                retry is None and not os.path.exists(directory / TEXTFILE_NAME)):
+            self._write_textfile(state)
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -247,6 +314,12 @@ class Daemon:
         self._stop_requested = True
         self.waker.wake()
 
+    def stop_now(self) -> None:
+        """The SIGTERM/SIGINT handler: stop, and cut a running evaluation short."""
+        self.request_stop()
+        if self.evaluating:
+            raise Interrupted
+
     def request_reload(self) -> None:
         self._reload_requested = True
         self.waker.wake()
@@ -263,21 +336,29 @@ class Daemon:
         if self._flags_file is not None:
             try:
                 new = settings_from_flags_file(self._flags_file)
-            except (OSError, ValueError) as exc:
-                reason = getattr(exc, "strerror", None) or str(exc)
-                emit([event("reload_failed", "error", flags_file=str(self._flags_file),
-                            error=reason)])
-                return False
+            except (OSError, ValueError, ArithmeticError) as exc:
+                return self._reload_failed(exc)
+        try:
+            http = self.services.prepare(self.settings, new)
+        except (OSError, ValueError) as exc:  # the new --listen cannot be bound: keep the old
+            return self._reload_failed(exc)
         self._configured = new
         self.kubelet.reconfigure(new)
         old, self.settings = self.settings, new
         self._settler.settle = timedelta(seconds=new.daemon.settle)
         if new.daemon.log_format != old.daemon.log_format:
             configure(new.daemon.log_format)
-        self.services.apply(old, new)
+        self.services.apply(old, new, http)
         emit([event("reloaded", flags_file=str(self._flags_file) if self._flags_file else None,
                     cert_dir=str(new.sources.cert_dir), offline=new.api.offline)])
         return True
+
+    def _reload_failed(self, exc: BaseException) -> bool:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        emit([event("reload_failed", "error",
+                    flags_file=str(self._flags_file) if self._flags_file else None,
+                    error=str(reason), kept="the running flags and listener")])
+        return False
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -291,6 +372,8 @@ class Daemon:
                     cert_dir=str(self.settings.sources.cert_dir), **self.services.describe())])
         try:
             self._loop()
+        except Interrupted:
+            emit([event("evaluation_interrupted", reason="stop requested")])
         finally:
             self._notifier.send("STOPPING=1")
             self.services.stop()
@@ -311,25 +394,29 @@ class Daemon:
             now = self.clock()
             deadline = self.next_deadline()
             rescan = False
-            if due or changed or (deadline is not None and deadline <= now) or (
+            if due or changed or self.failures or (deadline is not None and deadline <= now) or (
                     self._monotonic() - last_eval >= MAX_IDLE_SECONDS):
                 self.run_once(now, changed, count)
                 last_eval = self._monotonic()
                 # a change made before a new directory was watched produced no event
                 rescan = self.services.watch(self._snapshot)
                 status_line = self._notify(status_line)
-            if self.healthy:
+            if self.loop_healthy:
                 self._notifier.send("WATCHDOG=1")
+            self.retry_textfile()
             if not rescan and self._wait(self._timeout(self.clock())):
                 self._coalesce()
             changed, overflowed, count = self.services.drain()
             with self._api_lock:
                 due = rescan or overflowed or self._api_changed
+            due = self.waker.take_mounts_changed() or due
 
     def _timeout(self, now: datetime) -> float:
         timeouts = [MAX_IDLE_SECONDS, self.kubelet.check_interval()]
         deadline = self.next_deadline()
-        if deadline is not None and deadline <= now:
+        if self.failures:
+            timeouts.append(FAILED_RETRY_SECONDS)  # retry, but never in a tight loop
+        elif deadline is not None and deadline <= now:
             # already due: the evaluation outlasted it (evaluate again at once), or a
             # failed evaluation left it behind (retry, but never in a tight loop)
             timeouts.append(0.0 if self.healthy else FAILED_RETRY_SECONDS)
@@ -338,6 +425,12 @@ class Daemon:
             timeouts.append(max(0.01, (deadline - now).total_seconds()))
         if self._notifier.watchdog_interval is not None:
             timeouts.append(self._notifier.watchdog_interval)
+        retry = self.textfile_retry_in
+        if retry is not None:
+            timeouts.append(max(0.01, retry))
+        elif self.settings.daemon.textfile_dir is not None:
+            # the textfile dir is not watched (our own writes): look for a vanished file
+            timeouts.append(TEXTFILE_CHECK_SECONDS)
         return min(timeouts)
 
     def _coalesce(self) -> None:

@@ -8,6 +8,7 @@ what it has. ``apply`` restarts only the parts whose settings changed on reload.
 from __future__ import annotations
 
 import threading
+import traceback
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.clock import Clock
@@ -15,6 +16,7 @@ from agent.config import Settings
 from agent.daemon.logging import emit
 from agent.daemon.supervise import ApiThread, MonitorFactory, default_monitor_factory
 from agent.daemon.watch import ObserverFactory, Watcher
+from agent.health import Health
 from agent.model import AgentState, ApiState, Event, Snapshot, event
 from agent.snapshot import watch_plan
 
@@ -30,6 +32,8 @@ class Host(Protocol):
     def settings(self) -> Settings: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def health(self) -> Health: ...
     def published(self) -> AgentState | None: ...
     def wake(self) -> None: ...
     def api_updated(self, state: ApiState) -> None: ...
@@ -85,14 +89,26 @@ class Services:
             return
         listen = self.settings.daemon.listen
         try:
-            from agent.sinks.http import serve
-
-            self.http = serve(listen, self._daemon.published)
+            self.http = self._bind_http(listen)
         except (OSError, ValueError) as exc:
-            error = getattr(exc, "strerror", None) or str(exc)
-            emit([event("http_failed", "error", listen=listen, error=str(error))])
+            emit([event("http_failed", "error", listen=listen, error=_reason(exc))])
             return
         emit([event("http_listening", listen=listen, url=self.http.url, port=self.http.port)])
+
+    def _bind_http(self, listen: str) -> MetricsServer:
+        from agent.sinks.http import serve
+
+        return serve(listen, self._daemon.published, health=self._daemon.health)
+
+    def prepare(self, old: Settings, new: Settings) -> MetricsServer | None:
+        """Bind the new ``--listen`` before anything changes (bind before close).
+
+        Raises ``OSError``/``ValueError`` when it cannot be bound: the reload then fails
+        and the old listener and flags stay. None when the listener does not change.
+        """
+        if new.daemon.listen == old.daemon.listen or not self._want_http:
+            return None
+        return self._bind_http(new.daemon.listen)
 
     # -- watcher ----------------------------------------------------------------------
 
@@ -120,6 +136,7 @@ class Services:
                 dirs, paths, whole_dirs=list(whole),
                 ignored_dirs=[str(textfile)] if textfile else [])
         except Exception as exc:  # a watch problem must not stop evaluations
+            self._daemon.health.internal_error("watch")
             emit([event("watch_failed", "warning", error=type(exc).__name__)])
             return False
 
@@ -137,10 +154,18 @@ class Services:
             monitor = self._monitor_factory(self.settings.api, self.settings.sources.node_name,
                                             self._daemon.clock, self._daemon.api_updated)
         except Exception as exc:  # e.g. the API part is not installed
+            self._daemon.health.internal_error("api")
             emit([event("api_disabled", "error", error=type(exc).__name__)])
             return
-        self.api = ApiThread(monitor)
+        self.api = ApiThread(monitor, on_crash=self._api_crashed)
         self.api.start()
+
+    def _api_crashed(self, exc: BaseException, restart_in: float) -> None:
+        """The monitor raised (a bug): count it, log it with its traceback, alert."""
+        self._daemon.health.internal_error("api")
+        self._daemon.health.api_restarted()
+        emit([event("api_thread_crashed", "error", error=type(exc).__name__,
+                    restart_in_seconds=restart_in, traceback=format_traceback(exc))])
 
     def _stop_api(self) -> None:
         api, self.api = self.api, None
@@ -154,17 +179,22 @@ class Services:
         try:
             self.api.monitor.credentials_changed()
         except Exception as exc:
+            self._daemon.health.internal_error("api")
             emit([event("api_credentials_reload_failed", "warning", error=type(exc).__name__)])
 
     # -- reload -----------------------------------------------------------------------
 
-    def apply(self, old: Settings, new: Settings) -> None:
-        """Restart the parts whose settings changed (the daemon holds ``new`` already)."""
-        if new.daemon.listen != old.daemon.listen and self._want_http:
-            http, self.http = self.http, None
-            if http is not None:
-                http.shutdown()
-            self._start_http()
+    def apply(self, old: Settings, new: Settings, http: MetricsServer | None = None) -> None:
+        """Restart the parts whose settings changed (the daemon holds ``new`` already).
+
+        ``http`` is the listener :meth:`prepare` bound for the new ``--listen``.
+        """
+        if http is not None:
+            previous, self.http = self.http, http
+            if previous is not None:
+                previous.shutdown()
+            emit([event("http_listening", listen=new.daemon.listen, url=http.url,
+                        port=http.port)])
         if new.daemon.poll != old.daemon.poll:
             self._stop_watcher()
             self._start_watcher()
@@ -177,3 +207,27 @@ class Services:
 def _emit_one(ev: Event) -> None:
     emit([ev])
 
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` and its causes: frames and exception types only.
+
+    No local values and no exception messages (a library's message may quote the bytes it
+    choked on, and those may be a private key); :class:`~agent.faults.AgentFault` messages
+    are written by us and kept.
+    """
+    chain: list[traceback.TracebackException] = []
+    te: traceback.TracebackException | None = traceback.TracebackException.from_exception(exc)
+    while te is not None and len(chain) < 8:
+        chain.append(te)
+        te = te.__cause__ or te.__context__
+    parts = []
+    for link in reversed(chain):
+        kind = link.exc_type.__name__ if link.exc_type else "Exception"
+        message = f": {link}" if kind == "AgentFault" else ""
+        parts.append("Traceback (most recent call last):\n" + "".join(link.stack.format())
+                     + kind + message)
+    return "\n".join(parts)

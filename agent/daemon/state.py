@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
+from agent.health import Counts, add_counts
 from agent.model import AgentState, AgentStats
-
-Counts = tuple[tuple[str, int], ...]
 
 
 class StateHolder:
@@ -32,14 +31,6 @@ class StateHolder:
     def set(self, state: AgentState) -> None:
         with self._lock:
             self._state = state
-
-
-def add_counts(counts: Counts, keys: Iterable[str]) -> Counts:
-    """``counts`` with one added per key (repeats count), sorted by key."""
-    out = dict(counts)
-    for key in keys:
-        out[key] = out.get(key, 0) + 1
-    return tuple(sorted(out.items()))
 
 
 def count_of(counts: Counts, key: str) -> int:

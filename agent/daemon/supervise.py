@@ -13,6 +13,7 @@ import os
 import select
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, Protocol
@@ -30,6 +31,7 @@ from agent.config import (
 from agent.model import ApiState
 
 FLAGS_VARIABLE = "KUBELET_CERT_AGENT_ARGS"
+MOUNTINFO = "/proc/self/mountinfo"
 
 
 class Waker:
@@ -39,10 +41,18 @@ class Waker:
     ``threading.Event.set()``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mountinfo: str | None = MOUNTINFO) -> None:
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)
+        # The mount table is pollable (proc(5)): a mount or unmount marks the descriptor
+        # exceptional. A bind mount over the cert dir sends no inotify event, so this is
+        # how the loop learns that the watched directory is no longer the one in use.
+        self._mounts: int | None = None
+        if mountinfo is not None:
+            with contextlib.suppress(OSError):
+                self._mounts = os.open(mountinfo, os.O_RDONLY | os.O_CLOEXEC)
+        self._mounts_changed = False
 
     @property
     def write_fd(self) -> int:
@@ -54,18 +64,27 @@ class Waker:
 
     def wait(self, timeout: float | None) -> bool:
         """Block up to ``timeout`` seconds (None: forever); True if woken. Drains the pipe."""
-        ready, _, _ = select.select([self._r], [], [], timeout)
+        mounts = [self._mounts] if self._mounts is not None else []
+        ready, _, exceptional = select.select([self._r], [], mounts, timeout)
+        if exceptional:
+            self._mounts_changed = True
         if not ready:
-            return False
+            return bool(exceptional)
         with contextlib.suppress(BlockingIOError):
             while os.read(self._r, 4096):
                 pass
         return True
 
+    def take_mounts_changed(self) -> bool:
+        """True once after the mount table changed (then the snapshot is re-taken)."""
+        changed, self._mounts_changed = self._mounts_changed, False
+        return changed
+
     def close(self) -> None:
-        for fd in (self._r, self._w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for fd in (self._r, self._w, self._mounts):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 class Notifier:
@@ -111,23 +130,53 @@ def default_monitor_factory(api: ApiSettings, node: str, clock: Clock,
     return monitor
 
 
-class ApiThread:
-    """Runs a CSR monitor's blocking ``run(stop)`` in a daemon thread."""
+API_RESTART_FIRST, API_RESTART_MAX = 1.0, 300.0  # back-off between restarts of a dead monitor
 
-    def __init__(self, monitor: Monitor) -> None:
+CrashHandler = Callable[[BaseException, float], None]  # (exception, seconds until restart)
+
+
+class ApiThread:
+    """Runs a CSR monitor's blocking ``run(stop)`` in a daemon thread, restarting it.
+
+    The monitor should never raise; when it does (a bug), ``on_crash`` is told (the
+    daemon counts, logs and alerts) and ``run`` is called again after a back-off that
+    doubles from ``API_RESTART_FIRST`` to ``API_RESTART_MAX`` seconds. A run that lasted
+    longer than the current back-off resets it.
+    """
+
+    def __init__(self, monitor: Monitor, on_crash: CrashHandler | None = None, *,
+                 first_backoff: float = API_RESTART_FIRST) -> None:
         self.monitor = monitor
+        self._on_crash = on_crash
+        self._first_backoff = first_backoff
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="csr-monitor", daemon=True)
-        self.crashed: str | None = None
+        self.crashed: str | None = None  # the last crash's exception type
+        self.crashes = 0
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            self.monitor.run(self._stop)
-        except Exception as exc:  # the monitor should never raise; keep the daemon alive
-            self.crashed = type(exc).__name__
+        backoff = self._first_backoff
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.monitor.run(self._stop)
+                return
+            except Exception as exc:  # a bug in the monitor must not end API checks for good
+                self.crashed, self.crashes = type(exc).__name__, self.crashes + 1
+                if time.monotonic() - started > backoff:
+                    backoff = self._first_backoff
+                if self._on_crash is not None:
+                    with contextlib.suppress(Exception):
+                        self._on_crash(exc, backoff)
+            if self._stop.wait(backoff):
+                return
+            backoff = min(API_RESTART_MAX, backoff * 2)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 0.5) -> None:
         self._stop.set()

@@ -1,9 +1,9 @@
 """The agent's HTTP endpoint: ``/metrics``, ``/healthz`` and ``/status``.
 
-A ``ThreadingHTTPServer`` in a background thread; every response is computed from the
-immutable state ``get_state()`` returns at request time, so a request never touches the
-disk. A handler never raises (a failure becomes a 500 and one log event) and requests are
-not logged (no stderr line per scrape).
+:mod:`agent.sinks.httpserver` holds the connections (bounded, with deadlines); every
+response is computed from the immutable state ``get_state()`` returns at request time, so
+a request never touches the disk. A handler never raises (a failure becomes a 500, one log
+event and ``internal_errors_total{component="http"}``) and requests are not logged.
 
 - ``/metrics``: the :class:`~agent.sinks.metrics.AgentCollector` exposition; text format
   0.0.4, or OpenMetrics when the scraper's ``Accept`` asks for it.
@@ -13,36 +13,31 @@ not logged (no stderr line per scrape).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
-import socketserver
-import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from agent.health import Health, HealthSnapshot
 from agent.model import AgentState, Evaluation
-from agent.sinks.metrics import registry_for
+from agent.sinks.httpserver import BoundedServer, Response, bind
+from agent.sinks.metrics import health_registry, process_registry, registry_for
 
 StateGetter = Callable[[], AgentState | None]
 StatusJson = Callable[[Evaluation], Mapping[str, Any]]
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
+_EOF = b"# EOF\n"
+PROCESS_TTL = 1.0
+Encoder = Callable[[CollectorRegistry], bytes]
 _log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: HTTPStatus
-    content_type: str
-    body: bytes
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -72,9 +67,16 @@ def _default_status_json(evaluation: Evaluation) -> Mapping[str, Any]:
 class Endpoints:
     """Request routing, independent of the socket layer: path + Accept -> Response."""
 
-    def __init__(self, get_state: StateGetter, status_json: StatusJson | None = None) -> None:
+    def __init__(self, get_state: StateGetter, status_json: StatusJson | None = None,
+                 health: Health | None = None) -> None:
         self._get_state = get_state
         self._status_json = status_json or _default_status_json
+        self._health = health or Health()
+        self._process = process_registry()
+        # Health is rendered when it changed; process_* (2 ms of /proc reads: the cost of a
+        # scrape under a flood) at most once per PROCESS_TTL seconds. Per content type.
+        self._health_cache: dict[str, tuple[HealthSnapshot, bytes]] = {}
+        self._process_cache: dict[str, tuple[float, bytes]] = {}
         # The exposition of the last state rendered, per content type. A state is immutable,
         # so while the daemon publishes nothing new a scrape costs a dictionary lookup.
         self._cache: tuple[AgentState | None, dict[str, bytes]] = (None, {})
@@ -89,6 +91,7 @@ class Endpoints:
             if route == "/status":
                 return self._status()
         except Exception as exc:  # a request must get an answer, never a traceback
+            self._health.internal_error("http")
             _log.error("http_request_failed", path=route, error=type(exc).__name__)
             return Response(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT,
                             f"internal error: {type(exc).__name__}\n".encode())
@@ -100,6 +103,7 @@ class Endpoints:
         try:
             state = self._get_state()
         except Exception as exc:  # as AgentCollector does: answer "nothing evaluated"
+            self._health.internal_error("http")
             _log.error("http_get_state_failed", error=type(exc).__name__)
             state = None
         cached_state, bodies = self._cache
@@ -110,7 +114,26 @@ class Endpoints:
         if body is None:
             # Rendered from the state fetched above, so the body and the cache key agree.
             body = bodies[content_type] = encoder(registry_for(lambda: state))
-        return Response(HTTPStatus.OK, content_type, body)
+        # The agent's health and process_* move between evaluations: appended after the
+        # cached verdict. OpenMetrics allows one "# EOF", last.
+        live = self._live_health(encoder, content_type) + self._live_process(encoder,
+                                                                             content_type)
+        return Response(HTTPStatus.OK, content_type, _strip_eof(body) + live)
+
+    def _live_health(self, encoder: Encoder, content_type: str) -> bytes:
+        health = self._health.snapshot()
+        cached = self._health_cache.get(content_type)
+        if cached is None or cached[0] is not health:
+            cached = self._health_cache[content_type] = (
+                health, _strip_eof(encoder(health_registry(health))))
+        return cached[1]
+
+    def _live_process(self, encoder: Encoder, content_type: str) -> bytes:
+        now = time.monotonic()
+        cached = self._process_cache.get(content_type)
+        if cached is None or now - cached[0] >= PROCESS_TTL:
+            cached = self._process_cache[content_type] = (now, encoder(self._process))
+        return cached[1]
 
     def _healthz(self) -> Response:
         if self._get_state() is None:
@@ -126,91 +149,45 @@ class Endpoints:
         return Response(HTTPStatus.OK, _JSON, _json(self._status_json(state.evaluation)))
 
 
+def _strip_eof(body: bytes) -> bytes:
+    return body[:-len(_EOF)] if body.endswith(_EOF) else body
+
+
 def _json(body: Mapping[str, Any]) -> bytes:
     return (json.dumps(body, indent=2, default=str) + "\n").encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as Prometheus scrapes
-    timeout = 30  # a silent client cannot hold a thread forever
-    # Headers and body are two writes: with Nagle's algorithm and the client's delayed ACK
-    # every keep-alive response would wait ~40 ms.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._answer(with_body=True)
-
-    def do_HEAD(self) -> None:
-        self._answer(with_body=False)
-
-    def _answer(self, *, with_body: bool) -> None:
-        response = self.server.endpoints.respond(self.path, self.headers.get("Accept", ""))
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if with_body:
-            self.wfile.write(response.body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request access log."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], endpoints: Endpoints) -> None:
-        self.endpoints = endpoints
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind() resolves the host name (getfqdn), a DNS round trip at
-        # start-up for nothing: bind without it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Client disconnects and the like: one quiet log event instead of a stderr traceback.
-        _log.debug("http_connection_error", client=str(client_address))
 
 
 class MetricsServer:
     """A running endpoint; ``shutdown()`` stops it and closes the socket."""
 
-    def __init__(self, server: _Server) -> None:
-        self._server = server
-        self.host = str(server.server_address[0])
-        self.port = int(server.server_address[1])
-        self._thread = threading.Thread(target=server.serve_forever, name="http",
-                                        kwargs={"poll_interval": 0.5}, daemon=True)
-        self._thread.start()
+    def __init__(self, sock: socket.socket, endpoints: Endpoints, health: Health) -> None:
+        host, port = sock.getsockname()[:2]
+        self.host, self.port = str(host), int(port)
+        self._server = BoundedServer(sock, endpoints.respond, health.rejected)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def connections(self) -> int:
+        return self._server.connections
+
     def shutdown(self) -> None:
-        """Stop serving, close the socket and wait for the serving thread."""
-        stopper = threading.Thread(target=self._server.shutdown, name="http-stop")
-        stopper.start()
-        # serve_forever() notices a shutdown only between two selects: a connection wakes
-        # it now instead of at the next poll.
-        with contextlib.suppress(OSError):
-            socket.create_connection((self.host, self.port), timeout=1).close()
-        stopper.join()
-        self._server.server_close()
-        self._thread.join()
+        """Stop serving, close every connection and the socket (within about a second)."""
+        self._server.shutdown()
 
 
-def serve(listen: str, get_state: StateGetter, status_json: StatusJson | None = None
-          ) -> MetricsServer:
+def serve(listen: str, get_state: StateGetter, status_json: StatusJson | None = None,
+          health: Health | None = None) -> MetricsServer:
     """Bind ``listen`` and serve in a background thread.
 
     Raises ``ValueError`` for a malformed ``listen`` and ``OSError`` when the address
     cannot be bound (in use, not local); ``:0`` picks a free port (see ``.port``).
+    The socket is bound before this returns: a caller replacing a server binds the new
+    one first and closes the old one only once this succeeded.
     """
-    return MetricsServer(_Server(parse_listen(listen), Endpoints(get_state, status_json)))
+    health = health or Health()
+    sock = bind(*parse_listen(listen))
+    return MetricsServer(sock, Endpoints(get_state, status_json, health), health)

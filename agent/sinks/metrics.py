@@ -22,14 +22,16 @@ from datetime import datetime
 from typing import Literal
 
 import structlog
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent import __version__
+from agent.health import COMPONENTS, REJECT_REASONS, HealthSnapshot
 from agent.kubelet import SERVING_SIGNER
 from agent.model import (
     AgentState,
     AgentStats,
+    ApiProblem,
     ApiState,
     CertFile,
     CertInfo,
@@ -150,12 +152,30 @@ API_LAST_SUCCESS = _f("apiserver_last_success_timestamp_seconds", "gauge",
 API_UP = _f("apiserver_up", "gauge",
             "1 if the agent's last request to the API server succeeded, 0 if it failed.")
 
+# -- the agent's own health (issue 8): never a statement about the operator's files --------
+SOURCE_UP = _f("source_up", "gauge",
+               "1 if the agent could read this input at the last evaluation, 0 if not "
+               "(cert dir, kubelet config, kubeconfig, API server).", "source")
+INTERNAL_ERRORS = _f("internal_errors_total", "counter",
+                     "Failures of the agent itself (a bug, EMFILE, ENOMEM), by component; "
+                     "never a problem with a certificate.", "component")
+VERDICT_STALE = _f("verdict_stale", "gauge",
+                   "1 while evaluations fail for the agent's own reasons and the published "
+                   "verdict is the last good one.")
+HTTP_REJECTED = _f("http_rejected_total", "counter",
+                   "HTTP connections closed without an answer, by reason.", "reason")
+API_RESTARTS = _f("api_thread_restarts_total", "counter",
+                  "Times the API server monitor thread died and was restarted.")
+HEALTH_FAMILIES: tuple[Family, ...] = (INTERNAL_ERRORS, VERDICT_STALE, HTTP_REJECTED,
+                                       API_RESTARTS)
+
 FAMILIES: tuple[Family, ...] = (
     CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END, CERT_SELF_SIGNED,
     CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, KUBEADM_INFO, FINDING, STATUS, HISTORY_GENERATIONS,
     HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
     EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
-    CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP,
+    CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP, SOURCE_UP,
+    *HEALTH_FAMILIES,
 )
 
 # Counters are pre-initialised at 0 for these labels, so rate() works from the first scrape.
@@ -211,7 +231,8 @@ def _add_cert(out: _Builder, cert_file: CertFile, info: CertInfo, *, anchor: boo
     if cert_file.name:  # kubeadm's name, for alerts that say `kubeadm certs renew <name>`
         out.add(KUBEADM_INFO, 1.0, (cert_file.name, cert_file.path,
                                     _yes_no(cert_file.externally_managed)))
-    if not anchor and cert_file.role in WINDOW_ROLES:
+    # An inverted validity has no window: a backwards one would fire the rotation alert.
+    if not anchor and cert_file.role in WINDOW_ROLES and info.not_before <= info.not_after:
         out.add(CERT_WINDOW_START, _ts(info.rotation_window_start), labels)
         out.add(CERT_WINDOW_END, _ts(info.rotation_window_end), labels)
     out.add(CERT_SELF_SIGNED, _bool(cert_file.self_signed), labels)
@@ -285,6 +306,46 @@ def _add_api(out: _Builder, api: ApiState, serving: CsrTrail | None) -> None:
     out.add(API_UP, _bool(api.error is None))
 
 
+def _add_sources(out: _Builder, snapshot: Snapshot) -> None:
+    out.add(SOURCE_UP, _bool(snapshot.cert_dir_error is None), ("cert_dir",))
+    if snapshot.kubelet_config.path is not None:
+        out.add(SOURCE_UP, _bool(snapshot.kubelet_config.error is None), ("kubelet_config",))
+    api = snapshot.api
+    if api is not None:
+        configured = api.error is None or api.error.problem is not ApiProblem.NOT_CONFIGURED
+        out.add(SOURCE_UP, _bool(configured), ("kubeconfig",))
+        out.add(SOURCE_UP, _bool(api.error is None), ("apiserver",))
+
+
+def health_metrics(health: HealthSnapshot) -> list[Metric]:
+    """The agent-health families (moving between evaluations: rendered at each scrape)."""
+    out = _Builder()
+    for component, count in health.internal_errors:
+        out.add(INTERNAL_ERRORS, float(count), (component,))
+    for component in COMPONENTS:
+        out.add(INTERNAL_ERRORS, 0.0, (component,))
+    out.add(VERDICT_STALE, _bool(health.stale_since is not None))
+    for reason, count in health.http_rejected:
+        out.add(HTTP_REJECTED, float(count), (reason,))
+    for reason in REJECT_REASONS:
+        out.add(HTTP_REJECTED, 0.0, (reason,))
+    out.add(API_RESTARTS, float(health.api_restarts))
+    return out.metrics()
+
+
+class HealthCollector:
+    """A collector for :func:`health_metrics` of whatever ``get_health()`` returns."""
+
+    def __init__(self, get_health: Callable[[], HealthSnapshot]) -> None:
+        self._get_health = get_health
+
+    def collect(self) -> Iterable[Metric]:
+        return health_metrics(self._get_health())
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
 def build_metrics(state: AgentState | None) -> list[Metric]:
     """Every metric family for ``state``; only build info and status 3 when it is None."""
     out = _Builder()
@@ -297,6 +358,7 @@ def build_metrics(state: AgentState | None) -> list[Metric]:
     _add_certificates(out, snapshot)
     _add_history(out, snapshot)
     _add_stats(out, state.stats, state.evaluation)
+    _add_sources(out, snapshot)
     if snapshot.api is not None:
         _add_api(out, snapshot.api, state.evaluation.csr_trail(SERVING_SIGNER))
     return out.metrics()
@@ -331,6 +393,27 @@ def registry_for(get_state: Callable[[], AgentState | None]) -> CollectorRegistr
     return registry
 
 
-def render(state: AgentState | None) -> bytes:
-    """Text exposition (format 0.0.4) of ``state``, without timestamps, for the textfile."""
-    return generate_latest(registry_for(lambda: state))
+def render(state: AgentState | None, health: HealthSnapshot | None = None) -> bytes:
+    """Text exposition (format 0.0.4) of ``state``, without timestamps, for the textfile.
+
+    With ``health``, the agent-health families too (node_exporter users must see them).
+    Never the ``process_*`` families: node_exporter exports its own under those names.
+    """
+    registry = registry_for(lambda: state)
+    if health is not None:
+        registry.register(HealthCollector(lambda: health))
+    return generate_latest(registry)
+
+
+def health_registry(health: HealthSnapshot) -> CollectorRegistry:
+    """A registry of the agent-health families of ``health``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HealthCollector(lambda: health))
+    return registry
+
+
+def process_registry() -> CollectorRegistry:
+    """prometheus_client's ``process_*`` families (descriptors, memory, CPU) of this process."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProcessCollector(registry=None))
+    return registry

@@ -3,8 +3,8 @@
 Layout: a context line, one row per certificate file, on a kubeadm control plane the
 CONTROL PLANE and CERTIFICATE AUTHORITY sections in kubeadm's own layout, a HISTORY
 line per role, an API SERVER line when the API was asked, the findings, and last ONE
-summary line whose first word is the Nagios status. Plain text, no colours. Pure: no
-I/O, no clock.
+summary line whose first word is the Nagios status. Plain text, no colours, every
+untrusted name escaped (:mod:`agent.sinks.escape`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -41,6 +41,7 @@ from agent.model import (
     Snapshot,
 )
 from agent.sinks import kubeadm_table
+from agent.sinks.escape import printable
 
 HEADERS = ("CERTIFICATE", "PATH", "EXPIRES (UTC)", "RESIDUAL TIME", "ROTATION WINDOW",
            "ISSUER", "STATE")
@@ -72,7 +73,9 @@ def render_table(ev: Evaluation) -> str:
     lines += _columns([(f.severity.name, f.code, f.message + _path_note(f.path, snap.cert_dir))
                        for f in ev.findings])
     lines += ["", summary_line(ev)]
-    return "\n".join(lines) + "\n"
+    # Every cell was escaped by _columns; the other lines carry names too (cert dir,
+    # config path, node, API server): escape them here. Idempotent on escaped text.
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def summary_line(ev: Evaluation) -> str:
@@ -135,9 +138,13 @@ def _cert_row(c: CertFile, cert_dir: str, now: datetime, state: str) -> tuple[st
     leaf = c.leaf
     if leaf is None:
         return (c.role.value, _ellipsize(path), NONE, NONE, NONE, NONE, state)
-    window = rotation_window(leaf) if c.role in ROTATING_ROLES else NONE
-    return (c.role.value, _ellipsize(path), f"{leaf.not_after.astimezone(UTC):%Y-%m-%d %H:%M}",
-            residual(leaf.not_after - now), window, issuer_cn(leaf.issuer), state)
+    window, left = NONE, NONE  # an inverted validity has neither (never backwards)
+    if leaf.not_before <= leaf.not_after:
+        left = residual(leaf.not_after - now)
+        if c.role in ROTATING_ROLES:
+            window = rotation_window(leaf)
+    return (c.role.value, _ellipsize(path), _minute(leaf.not_after), left, window,
+            issuer_cn(leaf.issuer), state)
 
 
 def _history_row(h: RoleHistory) -> tuple[str, ...]:
@@ -151,13 +158,19 @@ def _history_row(h: RoleHistory) -> tuple[str, ...]:
 def rotation_window(leaf: CertInfo) -> str:
     """The kubelet's 70-90 % window, in UTC: dates, or times when it is shorter than a
     few days (a 10-minute certificate's window lies within one date)."""
-    start = leaf.rotation_window_start.astimezone(UTC)
-    end = leaf.rotation_window_end.astimezone(UTC)
+    start, end = leaf.rotation_window_start, leaf.rotation_window_end
     if end - start >= SHORT_WINDOW:
-        return f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
-    if start.date() == end.date():
-        return f"{start:%Y-%m-%d %H:%M}..{end:%H:%M}"
-    return f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}"
+        return f"{_minute(start)[:10]}..{_minute(end)[:10]}"
+    if _minute(start)[:10] == _minute(end)[:10]:
+        return f"{_minute(start)}..{_minute(end)[11:]}"
+    return f"{_minute(start)}..{_minute(end)}"
+
+
+def _minute(at: datetime) -> str:
+    """``2026-11-23 12:00`` in UTC; four-digit years, even for 0001-01-01 (strftime's %Y
+    gives ``1``)."""
+    text = iso(at)
+    return f"{text[:10]} {text[11:16]}"
 
 
 def _api_line(api: ApiState, serving: CsrTrail | None = None) -> str:
@@ -201,6 +214,7 @@ def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
     """Left-aligned columns two spaces apart; the last column is not padded."""
     if not rows:
         return []
+    rows = [[printable(cell) for cell in r] for r in rows]  # untrusted names: see escape
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join([*(cell.ljust(w) for cell, w in zip(r, widths, strict=False)),
                        r[-1]]).rstrip() for r in rows]

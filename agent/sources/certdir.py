@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
+from agent.faults import raise_if_agent_errno
 from agent.kubelet import GENERATION, ROTATING_ROLES, current_name, updated_name
 from agent.model import (
     CertFile,
@@ -165,7 +166,8 @@ def _entry_size(entry: os.DirEntry[str]) -> int | None:
             if len(_SIZES) >= _SIZES_LIMIT:
                 _SIZES.clear()  # bounded: a full cache simply starts over
             _SIZES[key] = size
-    except OSError:
+    except OSError as exc:
+        raise_if_agent_errno(exc, "sources")
         return None  # deleted while we scanned
     return size
 
@@ -207,6 +209,7 @@ def scan_entries(root: str) -> tuple[dict[Role, _Generations], list[str], ReadEr
                 if size is not None:
                     gens[_ROLES[m.group(1)]].add(name, size)
     except OSError as exc:  # the links show up MISSING too: say why, once, for the dir
+        raise_if_agent_errno(exc, "sources")
         return gens, sorted(links), _dir_error(root, exc)
     return gens, sorted(links), None
 

@@ -17,6 +17,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.faults import raise_if_agent_errno
 from agent.model import ReadError, ReadProblem
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -48,7 +49,12 @@ def kind(mode: int) -> str:
 
 
 def problem_for(exc: OSError, path: str) -> ReadError:
-    """Map an OSError to a specific ReadError (the path, never contents)."""
+    """Map an OSError to a specific ReadError (the path, never contents).
+
+    Raises :class:`~agent.faults.AgentFault` for EMFILE, ENFILE, ENOMEM: out of file
+    descriptors or memory says nothing about the file, it must not become a finding.
+    """
+    raise_if_agent_errno(exc, "sources")
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return ReadError(ReadProblem.NOT_FOUND, f"{path} does not exist")
     if exc.errno in (errno.EACCES, errno.EPERM):

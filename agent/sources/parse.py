@@ -1,4 +1,5 @@
-"""Bytes -> certificates, key fingerprint and chain facts. Pure: no I/O, never raises.
+"""Bytes -> certificates, key fingerprint and chain facts. Pure: no I/O; raises only
+:class:`~agent.faults.AgentFault` (a bug of ours, never a problem with the input).
 
 Accepts what the kubelet and operators actually write: PEM bundles holding one or more
 certificates and at most one private key in any order (``EC PRIVATE KEY``,
@@ -19,6 +20,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from agent.faults import AgentFault
 from agent.model import CertInfo, ReadError, ReadProblem
 from agent.sources.x509info import CertificateRejected, describe_der, spki_sha256, subject_of
 
@@ -96,8 +98,8 @@ def parse_key(data: bytes) -> tuple[str | None, ReadError | None]:
             if block.label in _KEY_LABELS:
                 return _pem_key(block)
         return None, ReadError(ReadProblem.NO_CERTIFICATE, "file holds no private key")
-    except Exception as exc:  # defensive: never raise, never echo input
-        return None, ReadError(ReadProblem.GARBAGE, f"key could not be read ({type(exc).__name__})")
+    except Exception as exc:  # every input problem is handled above: this is our bug
+        raise AgentFault("parse", f"key parser failed ({type(exc).__name__})") from exc
 
 
 def _pem_key(block: _Block) -> tuple[str | None, ReadError | None]:
@@ -134,8 +136,10 @@ def parse_bundle(data: bytes, anchors: Sequence[x509.Certificate] = (), *,
     """
     try:
         return _parse(data, anchors, keep_x509)
-    except Exception as exc:  # defensive: the contract is "never raises"
-        return _error(ReadProblem.GARBAGE, f"unexpected parse failure ({type(exc).__name__})")
+    except Exception as exc:  # every input problem is a ReadError above: this is our bug
+        # Not a finding about the operator's file (issue 8): the daemon keeps the last good
+        # verdict, counts internal_errors_total{component="parse"} and logs the traceback.
+        raise AgentFault("parse", f"certificate parser failed ({type(exc).__name__})") from exc
 
 
 def _parse(data: bytes, anchors: Sequence[x509.Certificate], keep_x509: bool) -> ParsedBundle:

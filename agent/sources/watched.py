@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from agent.faults import raise_if_agent_errno
 from agent.kubelet import GENERATION
 from agent.model import CertFile, ReadProblem, Role
 from agent.sources.certfile import CERT_SUFFIXES, KEY_SUFFIX, load_parsed
@@ -101,7 +102,8 @@ def _scan_dir(directory: str, anchors: Sequence[x509.Certificate],
             if not entry.is_file():  # FIFOs, devices, sockets, sub-directories: never opened
                 continue
             st = entry.stat()
-        except OSError:
+        except OSError as exc:
+            raise_if_agent_errno(exc, "sources")  # EMFILE is ours, not a vanished file
             continue  # vanished or a dangling link: not a certificate we can watch
         out.extend(_load_watched_file(entry.path, anchors, max_bytes, st, named=False))
     return out

@@ -9,15 +9,24 @@ rarely change between two builds.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from agent.kubelet import read_sans
 from agent.model import CertInfo
+
+# cryptography warns on stderr, at every parse, about a negative or zero serial (RFC 5280
+# forbids them, real CAs have issued them). The serial is reported as it is ("-3039");
+# a warning on a Nagios plugin's stderr reads as a failure. The filter is process-wide
+# and set once (warnings.catch_warnings is not thread-safe).
+warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive",
+                        category=CryptographyDeprecationWarning)
 
 CACHE_SIZE = 2048
 
