@@ -18,7 +18,7 @@ from agent.config import Settings
 from agent.model import Event, KubeletSettings, event
 from agent.snapshot import discovery_request
 from agent.sources.discovery import procscan
-from agent.sources.discovery.discover import Request, discover, effective_api
+from agent.sources.discovery.discover import Command, Request, effective_api, find_command, settle
 from agent.sources.discovery.hostfs import under
 
 PROCESS_CHECK_SECONDS = 10.0  # how often the loop asks "is it still the same kubelet?"
@@ -49,13 +49,19 @@ def effective(configured: Settings, k: KubeletSettings) -> Settings:
 
 
 class KubeletTracker:
-    """Holds the current discovery; the daemon's thread is the only caller."""
+    """Holds the current discovery; the daemon's thread is the only caller.
+
+    The command line (process scan, unit files) is kept until the process or a unit file
+    changes; the config and its drop-ins are read again at every refresh, as the
+    certificates are (cheap, and right even when an inotify event was missed).
+    """
 
     def __init__(self, configured: Settings, pids: frozenset[int] | None = None) -> None:
         self._pids = pids  # only these processes count (tests on a shared machine)
         self._request: Request = discovery_request(configured.sources, configured.api)
         self.current: KubeletSettings | None = None
-        self._process: procscan.ProcessInfo | None = None
+        self._command: Command | None = None
+        self._down_pid: int | None = None  # the kubelet that ran, while it is down
         self._stale = True
 
     def reconfigure(self, configured: Settings) -> None:
@@ -69,43 +75,51 @@ class KubeletTracker:
 
     def check_interval(self) -> float:
         """Seconds between :meth:`process_changed` calls: cheap while a kubelet runs."""
-        return PROCESS_CHECK_SECONDS if self._process is not None else DOWN_CHECK_SECONDS
+        return PROCESS_CHECK_SECONDS if self._process() is not None else DOWN_CHECK_SECONDS
+
+    def _process(self) -> procscan.ProcessInfo | None:
+        found = self._command.scan.found if self._command is not None else ()
+        return found[0] if found else None
 
     def process_changed(self) -> bool:
         """The kubelet we know stopped or a kubelet appeared (cheap when one runs)."""
-        k = self.current
-        if k is None:
+        if self._command is None:
             return True
-        proc = _proc(k)
-        if self._process is not None:
-            return not procscan.alive(proc, self._process)
+        proc = under(self._request.host_root, "/proc")
+        known = self._process()
+        if known is not None:
+            return not procscan.alive(proc, known)
         return bool(procscan.kubelets(proc, self._pids))
 
     def refresh(self, changed: Iterable[str] = ()) -> tuple[KubeletSettings, list[Event]]:
         """The discovery to judge with, re-discovering when needed; events to log."""
         inputs_changed = bool(self.inputs() & set(changed))
-        if self.current is not None and not (self._stale or inputs_changed
-                                             or self.process_changed()):
-            return self.current, []
-        new = discover(self._request, pids=self._pids)
-        old, self._stale = self.current, False
         events: list[Event] = []
-        if (old is not None and old.pid is not None and new.pid is None
-                and not inputs_changed):
-            # the kubelet went down: judge with the settings it ran with
-            new = replace(old, pid=None, other_pids=(), started_at=None, problems=(
-                *old.problems, f"kubelet pid {old.pid} is not running; its settings are kept"))
-            events.append(event("kubelet_down", "warning", pid=old.pid))
-        self._process = self._info(new)
+        if self._command is None or self._stale or inputs_changed or self.process_changed():
+            events += self._find(inputs_changed)
+        assert self._command is not None  # noqa: S101 - _find always sets it
+        new = settle(self._request, self._command)
+        if self._down_pid is not None:
+            new = replace(new, pid=None, other_pids=(), started_at=None, problems=(
+                *new.problems,
+                f"kubelet pid {self._down_pid} is not running; its settings are kept"))
+        old, self.current = self.current, new
         changes = settings_changes(old, new)
         if changes:
             events.append(event("kubelet_settings_changed", changes=changes,
                                 old_pid=old.pid if old else None, pid=new.pid))
-        self.current = new
         return new, events
 
-    def _info(self, k: KubeletSettings) -> procscan.ProcessInfo | None:
-        if k.pid is None:
-            return None
-        found = procscan.kubelets(_proc(k), {k.pid})
-        return found[0] if found else None
+    def _find(self, inputs_changed: bool) -> list[Event]:
+        command = find_command(self._request, self._pids)
+        old, self._stale = self._command, False
+        ran = old.scan.found[0].pid if old is not None and old.scan.found else self._down_pid
+        if ran is not None and not command.scan.found and not inputs_changed:
+            # the kubelet went down: judge with the command line it ran with
+            if old is not None and old.scan.found:
+                self._command = replace(old, scan=replace(old.scan, found=(), started_at=None))
+                self._down_pid = ran
+                return [event("kubelet_down", "warning", pid=ran)]
+            return []
+        self._command, self._down_pid = command, None
+        return []

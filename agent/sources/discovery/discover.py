@@ -70,26 +70,46 @@ def _config_path(req: Request, flags: pflags.ParsedFlags, have_command: bool,
     return Sourced(None, DEFAULT)
 
 
-def discover(req: Request, *, pids: Collection[int] | None = None,
-             gethostname: Callable[[], str] = socket.gethostname) -> KubeletSettings:
-    """Discover the kubelet under ``req.host_root``. ``pids`` limits the process scan
-    (tests on a shared machine); None scans every process."""
+@dataclass(frozen=True)
+class Command:
+    """Where the kubelet's command line comes from: the costly half of discovery (a
+    process scan, the unit files), which the daemon keeps until the process or a unit
+    file changes."""
+
+    scan: procscan.KubeletProcessScan
+    unit: units.UnitCommand
+    words: tuple[tuple[str, str], ...]  # arguments after argv[0], with their origins
+    binary: str | None
+    problems: tuple[str, ...]
+
+
+def find_command(req: Request, pids: Collection[int] | None = None) -> Command:
+    """The running kubelet's command line, else the unit's. Never raises."""
     root = os.path.abspath(req.host_root)
     problems: list[str] = []
-    proc = under(root, "/proc")
-    scan = procscan.scan(proc, pids)
+    scan = procscan.scan(under(root, "/proc"), pids)
     unit = units.read_unit(root)
     problems.extend(unit.problems)
     words, binary = _command(scan, unit, problems)
-    flags = pflags.parse(words)
+    return Command(scan, unit, tuple(words), binary, tuple(problems))
+
+
+def settle(req: Request, command: Command,
+           gethostname: Callable[[], str] = socket.gethostname) -> KubeletSettings:
+    """The settings from a command line: flags, the config and its drop-ins (read now),
+    defaults, and the agent's flags on top. Never raises."""
+    root = os.path.abspath(req.host_root)
+    scan, unit, binary = command.scan, command.unit, command.binary
+    problems = list(command.problems)
+    flags = pflags.parse(command.words)
     problems.extend(flags.problems)
-    config = _config_path(req, flags, bool(words or binary), root)
+    config = _config_path(req, flags, bool(command.words or binary), root)
     config_dir = derive.path_setting(flags, "config-dir")
     merged = read_config(root, config.value, config_dir.value, req.max_file_bytes)
     cert_dir = derive.cert_dir(flags, req.cert_dir)
     found = bool(scan.found or unit.unit or req.cert_dir or merged.present
                  or os.path.isdir(resolve(root, derive.DEFAULT_CERT_DIR)))
-    known = bool(words or binary) or merged.present
+    known = bool(command.words or binary) or merged.present
     inputs = [*unit.inputs, *merged.files, *(x for x in (config.value, config_dir.value) if x)]
     return KubeletSettings(
         host_root=root, found=found, cert_dir=cert_dir,
@@ -115,10 +135,17 @@ def discover(req: Request, *, pids: Collection[int] | None = None,
         other_pids=tuple(p.pid for p in scan.found[1:]),
         config_files=merged.files, config_error=merged.error, command_known=known,
         inputs=tuple(dict.fromkeys(inputs)),
-        looked=(f"{proc} (no process named kubelet)",
+        looked=(f"{under(root, '/proc')} (no process named kubelet)",
                 *(f"{b}/{units.UNIT}" for b in units.SEARCH_PATHS),
                 derive.DEFAULT_CERT_DIR, DEFAULT_CONFIG),
         problems=tuple(problems))
+
+
+def discover(req: Request, *, pids: Collection[int] | None = None,
+             gethostname: Callable[[], str] = socket.gethostname) -> KubeletSettings:
+    """Discover the kubelet under ``req.host_root``. ``pids`` limits the process scan
+    (tests on a shared machine); None scans every process."""
+    return settle(req, find_command(req, pids), gethostname)
 
 
 def effective_api(api: ApiSettings, k: KubeletSettings) -> ApiSettings:
