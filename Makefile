@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_DIR)
 	$(BIN)/kubelet-cert-agent demo $(DEMO_DIR)
-	@$(BIN)/kubelet-cert-agent check --offline --cert-dir $(DEMO_DIR)/pki \
+	@$(BIN)/kubelet-cert-agent check --offline --no-probe --cert-dir $(DEMO_DIR)/pki \
 	  --kubelet-config $(DEMO_DIR)/config.yaml --node-name demo-node-1; \
 	  echo "(check exited $$?: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)"
 

@@ -22,7 +22,7 @@ from agent import clock as clockmod
 from agent import codes, config
 from agent.clock import Clock
 from agent.config import SourceSettings
-from agent.model import ApiState, Evaluation, KubeletSettings, Snapshot, Status
+from agent.model import ApiState, Evaluation, KubeletSettings, ProbeResult, Snapshot, Status
 
 # The kubelet's swap leaves -current.pem missing for microseconds (remove, then rename):
 # a check that lands in that gap looks again rather than report a missing certificate.
@@ -40,7 +40,9 @@ self-signed serving certificates, key/certificate match, identity
 (CN=system:node:<node>, SANs), trust, history of rotations; unless --offline,
 this node's kubelet-serving CSRs on the API server (pending, denied, not issued).
 On a kubeadm control plane (--kubeadm-dir, default /etc/kubernetes when pki/ca.crt
-exists) also everything `kubeadm certs check-expiration` lists, in its layout."""
+exists) also everything `kubeadm certs check-expiration` lists, in its layout.
+Unless --no-probe, one TLS handshake with the kubelet's serving port (--kubelet-endpoint)
+compares what it serves with the file it should serve."""
 
 EPILOG = """\
 exit codes (Nagios):
@@ -127,8 +129,19 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=run)
 
 
+def probe_kubelet(sources: SourceSettings, now: datetime) -> ProbeResult | None:
+    """One handshake with the kubelet's serving port, unless --no-probe."""
+    kubelet = sources.kubelet
+    if not kubelet.probe:
+        return None
+    from agent.sources.probe import probe_once
+
+    return probe_once(kubelet.host, kubelet.port, now, kubelet.probe_timeout)
+
+
 def build_past_swap_gap(sources: SourceSettings, now: datetime, api: ApiState | None,
-                        sleep: Callable[[float], None] = time.sleep,
+                        sleep: Callable[[float], None] = time.sleep, *,
+                        probe: ProbeResult | None = None,
                         kubelet: KubeletSettings | None = None) -> Snapshot:
     """Build the snapshot; if it caught the kubelet between swap steps 3 and 4, re-read.
 
@@ -137,12 +150,12 @@ def build_past_swap_gap(sources: SourceSettings, now: datetime, api: ApiState | 
     from agent.checks.common import in_swap_gap
     from agent.snapshot import build_snapshot
 
-    snapshot = build_snapshot(sources, now, api, kubelet)
+    snapshot = build_snapshot(sources, now, api, probe, kubelet)
     for _ in range(SWAP_GAP_RETRIES):
         if not in_swap_gap(snapshot):
             break
         sleep(SWAP_GAP_PAUSE_SECONDS)
-        snapshot = build_snapshot(sources, now, api, snapshot.kubelet)
+        snapshot = build_snapshot(sources, now, api, probe, snapshot.kubelet)
     return snapshot
 
 
@@ -151,21 +164,30 @@ def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow,
     """Build the snapshot (asking the API server unless offline) and judge it."""
     from agent.checks import judge
     from agent.snapshot import discovery_request
-    from agent.sources.discovery.discover import discover, effective_api
+    from agent.sources.discovery.discover import discover, effective
 
-    settings = config.settings_from_args(args)
+    configured = config.settings_from_args(args)
     at: At | None = args.at
     now = at.resolve(clock()) if at else clock()
-    # The kubelet first: its node name picks this node's CSRs, its kubeconfig the API.
-    kubelet = discover(discovery_request(settings.sources, settings.api))
+    # The kubelet first: its node name picks this node's CSRs, its kubeconfig the API,
+    # its address and port the probe.
+    kubelet = discover(discovery_request(configured.sources, configured.api))
+    settings = effective(configured, kubelet)
     api: ApiState | None = None
     if not (args.offline or settings.api.offline) and kubelet.found:
         from agent.sources.apiserver import fetch_once
 
         # The API is asked about the real present (CSRs are live state); only the
         # certificates are judged at --at.
-        api = fetch_once(effective_api(settings.api, kubelet), kubelet.node_name.value, clock)
-    snapshot = build_past_swap_gap(settings.sources, now, api, sleep, kubelet)
+        from agent.sources.lifeline import Lifeline
+
+        lifeline = Lifeline(settings.api, settings.sources.node_name, clock,
+                            settings.sources.kubelet.bootstrap_kubeconfig)
+        api = fetch_once(settings.api, settings.sources.node_name, clock, lifeline=lifeline)
+    # The probe, like the API, looks at the real present (what is served now).
+    probe = probe_kubelet(settings.sources, clock())
+    snapshot = build_past_swap_gap(settings.sources, now, api, sleep, probe=probe,
+                                   kubelet=kubelet)
     # The daemon waits for several failures in a row before calling the API server
     # unreachable; a one-shot check makes one attempt, so one failure is the verdict.
     policy = replace(settings.policy, api_failures_before_unreachable=1)

@@ -47,6 +47,20 @@ APISERVER_UNREACHABLE: Final = "APISERVER_UNREACHABLE"
 APISERVER_IDENTITY_MISMATCH: Final = "APISERVER_IDENTITY_MISMATCH"
 APISERVER_NOT_CONFIGURED: Final = "APISERVER_NOT_CONFIGURED"
 
+# What the kubelet really serves and will authenticate with (issue 15)
+SERVED_CERT_MISMATCH: Final = "SERVED_CERT_MISMATCH"
+KUBELET_NOT_SERVING: Final = "KUBELET_NOT_SERVING"
+KUBECONFIG_CERT_NOT_ROTATING: Final = "KUBECONFIG_CERT_NOT_ROTATING"
+KUBECONFIG_UNREADABLE: Final = "KUBECONFIG_UNREADABLE"
+KUBECONFIG_CA_MISMATCH: Final = "KUBECONFIG_CA_MISMATCH"
+CLIENT_CSR_PENDING: Final = "CLIENT_CSR_PENDING"
+CLIENT_CSR_DENIED: Final = "CLIENT_CSR_DENIED"
+CLIENT_CSR_NOT_ISSUED: Final = "CLIENT_CSR_NOT_ISSUED"
+CLIENT_RENEWAL_NOT_AUTHORIZED: Final = "CLIENT_RENEWAL_NOT_AUTHORIZED"
+BOOTSTRAP_KUBECONFIG_ABSENT: Final = "BOOTSTRAP_KUBECONFIG_ABSENT"
+BOOTSTRAP_CREDENTIALS_INVALID: Final = "BOOTSTRAP_CREDENTIALS_INVALID"
+SERVING_CERT_SANS_INCOMPLETE: Final = "SERVING_CERT_SANS_INCOMPLETE"
+
 DESCRIPTIONS: Final[dict[str, str]] = {
     CERT_EXPIRED: "a live certificate is past notAfter",
     CERT_NOT_YET_VALID: "a live certificate's notBefore is in the future (clock skew)",
@@ -90,6 +104,22 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     APISERVER_UNREACHABLE: "the API server cannot be reached; CSR data is stale",
     APISERVER_IDENTITY_MISMATCH: "the API server does not see this node as system:node:<node>",
     APISERVER_NOT_CONFIGURED: "no kubeconfig or token found for the API server checks",
+    SERVED_CERT_MISMATCH: "the kubelet serves another certificate than the file: restart it",
+    KUBELET_NOT_SERVING: "(info) the kubelet's serving port refused, timed out or is not TLS",
+    KUBECONFIG_CERT_NOT_ROTATING: (
+        "the kubelet's kubeconfig names a client certificate rotation never rewrites"
+    ),
+    KUBECONFIG_UNREADABLE: "the kubelet's kubeconfig cannot be read or parsed",
+    KUBECONFIG_CA_MISMATCH: "the client certificate does not chain to the kubeconfig's CA",
+    CLIENT_CSR_PENDING: "this node's client-certificate renewal CSR waits for approval",
+    CLIENT_CSR_DENIED: "this node's newest client-certificate renewal CSR was denied",
+    CLIENT_CSR_NOT_ISSUED: "approved client CSR without a certificate: no signer is running",
+    CLIENT_RENEWAL_NOT_AUTHORIZED: (
+        "the node may not create selfnodeclient CSRs: renewals will never be auto-approved"
+    ),
+    BOOTSTRAP_KUBECONFIG_ABSENT: "(info) no bootstrap kubeconfig: the node cannot rejoin alone",
+    BOOTSTRAP_CREDENTIALS_INVALID: "the bootstrap token is rejected (401): no rejoin possible",
+    SERVING_CERT_SANS_INCOMPLETE: "a Node status address is not a SAN of the serving certificate",
 }
 
 ALL: Final[frozenset[str]] = frozenset(DESCRIPTIONS)

@@ -25,6 +25,9 @@ DEFAULT_KUBECONFIGS = (
     "/etc/kubernetes/kubelet.kubeconfig",
     "/var/lib/kubelet/kubeconfig",
 )
+DEFAULT_BOOTSTRAP_KUBECONFIG = "/etc/kubernetes/bootstrap-kubelet.conf"
+DEFAULT_KUBELET_HOST = "127.0.0.1"
+DEFAULT_KUBELET_PORT = 10250
 DEFAULT_LISTEN = "127.0.0.1:9731"
 # The thresholds' defaults live in one place, the model's Policy: flags and --help read them.
 _P = Policy()
@@ -32,6 +35,30 @@ MAX_FILE_BYTES = 1 << 20  # read at most 1 MiB of any input file
 
 
 DISCOVER: Literal["discover"] = "discover"
+
+
+@dataclass(frozen=True)
+class KubeletSettings:
+    """What the agent knows about the running kubelet, each fact with where it came from.
+
+    The one place the kubelet's serving endpoint, --kubeconfig and --bootstrap-kubeconfig
+    are decided: today from flags and defaults (``kubelet_settings``); kubelet discovery
+    (issue #10) replaces that function and nothing else needs to change.
+    """
+
+    host: str = DEFAULT_KUBELET_HOST  # where to dial (never 0.0.0.0 / ::)
+    port: int = DEFAULT_KUBELET_PORT
+    endpoint_source: str = "default"
+    kubeconfig: Path | None = None  # None: the first existing of DEFAULT_KUBECONFIGS
+    kubeconfig_source: str = "default"
+    bootstrap_kubeconfig: Path | None = Path(DEFAULT_BOOTSTRAP_KUBECONFIG)
+    bootstrap_source: str = "default"
+    probe: bool = True  # --no-probe turns the serving-port probe off
+    probe_timeout: float = 3.0
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +82,7 @@ class SourceSettings:
     node_name: str = ""
     max_file_bytes: int = MAX_FILE_BYTES
     host_root: Path = Path("/")
+    kubelet: KubeletSettings = KubeletSettings()
 
 
 @dataclass(frozen=True)
@@ -158,6 +186,52 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--node-name", default=None, metavar="NAME",
                    help="this node's name as the API server knows it (default: the kubelet's "
                         "--hostname-override, else the host name)")
+    g.add_argument("--kubelet-endpoint", type=_endpoint, default=None, metavar="HOST:PORT",
+                   help="the kubelet's serving address to probe with a TLS handshake "
+                        "(default: the discovered address and port, else "
+                        f"{DEFAULT_KUBELET_HOST}:{DEFAULT_KUBELET_PORT})")
+    g.add_argument("--no-probe", action="store_true",
+                   help="do not probe the kubelet's serving port")
+    g.add_argument("--bootstrap-kubeconfig", default=DEFAULT_BOOTSTRAP_KUBECONFIG,
+                   metavar="FILE",
+                   help="the kubelet's --bootstrap-kubeconfig; its token is checked once a "
+                        "day unless --offline; '' for none (default: discovered, else "
+                        "%(default)s)")
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r} (e.g. 127.0.0.1:10250)")
+    return dialable(host), int(port)
+
+
+def dialable(host: str) -> str:
+    """The address to dial for a kubelet listening on ``host``: loopback for 'all'."""
+    if host in ("0.0.0.0", ""):  # noqa: S104 - parsing the kubelet's address, not binding
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def kubelet_settings(ns: argparse.Namespace) -> KubeletSettings:
+    """The kubelet facts from the flags (kubelet discovery will take this over)."""
+    endpoint = getattr(ns, "kubelet_endpoint", None)
+    kubeconfig = getattr(ns, "kubeconfig", None)
+    bootstrap = getattr(ns, "bootstrap_kubeconfig", DEFAULT_BOOTSTRAP_KUBECONFIG)
+    return KubeletSettings(
+        host=endpoint[0] if endpoint else DEFAULT_KUBELET_HOST,
+        port=endpoint[1] if endpoint else DEFAULT_KUBELET_PORT,
+        endpoint_source="--kubelet-endpoint" if endpoint else "default",
+        kubeconfig=_opt_path(kubeconfig),
+        kubeconfig_source="--kubeconfig" if kubeconfig else "default",
+        bootstrap_kubeconfig=_opt_path(bootstrap),
+        bootstrap_source=("default" if bootstrap == DEFAULT_BOOTSTRAP_KUBECONFIG
+                          else "--bootstrap-kubeconfig"),
+        probe=not getattr(ns, "no_probe", False),
+        probe_timeout=getattr(ns, "probe_timeout", 3.0))  # not a flag: tests shorten it
 
 
 def add_policy_arguments(p: argparse.ArgumentParser) -> None:
@@ -242,6 +316,7 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
             or host_root / default_kubeadm_dir().lstrip("/")),
         kubeadm_explicit=bool(getattr(ns, "kubeadm_dir", None)),
         node_name=ns.node_name or "",
+        kubelet=kubelet_settings(ns),
     )
     policy = Policy(
         critical_days=getattr(ns, "critical_days", _P.critical_days),

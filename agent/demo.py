@@ -110,10 +110,12 @@ def check_command(directory: str, node: str, *, control_plane: bool = False,
                   layout: str = "flat") -> str:
     """The ``check`` command line to run on the demo (paths as the user typed them)."""
     base = directory.rstrip("/") or "/"
+    # --no-probe: the demo's files are not what this machine's kubelet (if any) serves
     if layout == "binary":  # discovery finds everything under the host root
-        return shlex.join(["kubelet-cert-agent", "check", "--offline", "--host-root", base])
+        return shlex.join(["kubelet-cert-agent", "check", "--offline", "--no-probe",
+                           "--host-root", base])
     kubeadm = ["--kubeadm-dir", f"{base}/kubernetes"] if control_plane else []
-    return shlex.join(["kubelet-cert-agent", "check", "--offline",
+    return shlex.join(["kubelet-cert-agent", "check", "--offline", "--no-probe",
                        "--cert-dir", f"{base}/pki", "--kubelet-config", f"{base}/config.yaml",
                        "--node-name", node, *kubeadm])
 

@@ -21,6 +21,7 @@ from agent.model import (
     ROTATION_WINDOW_START,
     CertFile,
     LinkProblem,
+    ProbeOutcome,
     ReadProblem,
     Role,
     Sans,
@@ -57,6 +58,7 @@ __all__ = [
 
 # The signer of the kubelet's serving CSRs (never auto-approved by kube-controller-manager).
 SERVING_SIGNER = "kubernetes.io/kubelet-serving"
+CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 
 # --- the file store -----------------------------------------------------------------------
 
@@ -93,11 +95,15 @@ ROLE_NAMES: dict[Role, str] = {
     Role.TLS_CERT_FILE: "kubelet tlsCertFile",
     Role.TRUST_ANCHOR: "trust anchor",
     Role.WATCHED: "watched certificate",
+    Role.SERVED: "certificate served by the kubelet on",
+    Role.KUBECONFIG_CLIENT: "client certificate of the kubelet's kubeconfig",
+    Role.KUBECONFIG_CA: "CA of the kubelet's kubeconfig",
     Role.KUBECONFIG: "client certificate of the kubeconfig",
     Role.KUBEADM: "kubeadm certificate",
     Role.KUBEADM_CA: "kubeadm CA",
 }
-KUBELET_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
+KUBELET_ROLES = frozenset({Role.CLIENT, Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE,
+                           Role.KUBECONFIG_CLIENT})
 SERVING_ROLES = frozenset({Role.SERVER, Role.SELF_SIGNED, Role.TLS_CERT_FILE})
 
 
@@ -127,12 +133,17 @@ def is_missing(cf: CertFile) -> bool:
 
 
 def served_role(snapshot: Snapshot) -> Role:
-    """The certificate this snapshot's kubelet serves (:func:`serving_choice`)."""
+    """The certificate this snapshot's kubelet serves (:func:`serving_choice`). A serving
+    port that answers with ``internal_error`` counts as a present serving certificate:
+    only a bootstrapping kubelet (serverTLSBootstrap, no certificate yet) answers so."""
     cfg = snapshot.kubelet_config
     server = snapshot.cert(Role.SERVER)
+    bootstrapping = snapshot.probe is not None and (
+        snapshot.probe.outcome is ProbeOutcome.INTERNAL_ERROR)
     return serving_choice(cfg.server_tls_bootstrap, cfg.tls_cert_file,
                           config_known=cfg.present and cfg.error is None,
-                          server_cert_present=server is not None and not is_missing(server))
+                          server_cert_present=bootstrapping or (
+                              server is not None and not is_missing(server)))
 
 
 def rotation_managed(role: Role, rotate_certificates: bool | None,
@@ -148,6 +159,13 @@ def rotation_managed(role: Role, rotate_certificates: bool | None,
     if role is Role.SERVER:
         return server_tls_bootstrap is True
     return False
+
+
+# --- client renewal approval (kube-controller-manager's csrapproving) -----------------------
+
+# What kubeadm binds so that nodes' client renewals are auto-approved (domain notes).
+RENEWAL_BINDING = "kubeadm:node-autoapprove-certificate-rotation"
+RENEWAL_ROLE = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
 
 
 # --- identity and SANs ---------------------------------------------------------------------

@@ -51,6 +51,9 @@ class Role(enum.StrEnum):
     TLS_CERT_FILE = "tls-cert-file"  # tlsCertFile from the kubelet config
     TRUST_ANCHOR = "ca"  # clientCAFile / --ca-file
     WATCHED = "watched"  # --watch PATH (e.g. control-plane PKI)
+    SERVED = "served"  # the chain the kubelet's serving port presents (TLS probe)
+    KUBECONFIG_CLIENT = "kubeconfig-client"  # client cert the kubeconfig names, not -current.pem
+    KUBECONFIG_CA = "kubeconfig-ca"  # certificate-authority(-data) of the kubelet's kubeconfig
     KUBECONFIG = "kubeconfig"  # the client certificate of a --watch kubeconfig
     KUBEADM = "kubeadm"  # a certificate `kubeadm certs check-expiration` lists
     KUBEADM_CA = "kubeadm-ca"  # one of kubeadm's CAs (ca, etcd-ca, front-proxy-ca)
@@ -295,6 +298,42 @@ class ApiCredential:
 
 
 @dataclass(frozen=True)
+class AccessReview:
+    """A SelfSubjectAccessReview's answer: may this node create selfnodeclient CSRs?"""
+
+    allowed: bool
+    reason: str  # names the binding when allowed; empty when denied
+    at: datetime
+
+
+class BootstrapOutcome(enum.StrEnum):
+    ABSENT = "absent"  # no bootstrap kubeconfig (kubeadm removes it after the join)
+    CERTIFICATE = "certificate"  # it authenticates with a client certificate: not checked
+    VALID = "valid"  # the API server accepts its token
+    REJECTED = "rejected"  # 401: expired, deleted or unknown token
+    UNUSABLE = "unusable"  # present but cannot be read or parsed
+
+
+@dataclass(frozen=True)
+class BootstrapCheck:
+    """The bootstrap kubeconfig's credential, checked with a SelfSubjectReview."""
+
+    path: str
+    outcome: BootstrapOutcome
+    at: datetime
+    detail: str = ""  # never the token
+    username: str | None = None  # e.g. system:bootstrap:abcdef
+
+
+@dataclass(frozen=True)
+class NodeAddresses:
+    """``status.addresses`` of this node's own Node object: (type, address) pairs."""
+
+    addresses: tuple[tuple[str, str], ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
 class ApiState:
     """What the API server last told the agent about this node."""
 
@@ -306,6 +345,11 @@ class ApiState:
     identity_groups: tuple[str, ...] = ()
     requests_by_outcome: tuple[tuple[str, int], ...] = ()  # cumulative counters
     credential: ApiCredential | None = None  # what the server accepted or rejected
+    client_csrs: tuple[CsrInfo, ...] = ()  # this node's kube-apiserver-client-kubelet CSRs
+    client_csrs_known: bool = False  # the client CSRs were listed at least once
+    renewal_review: AccessReview | None = None  # None: not asked (yet)
+    bootstrap: BootstrapCheck | None = None  # None: not checked (yet)
+    node: NodeAddresses | None = None  # None: not read (yet)
 
     @property
     def stale(self) -> bool:
@@ -393,6 +437,52 @@ class KubeletSettings:
         if self.found:
             return "kubelet not running and no unit found; kubelet defaults and agent flags"
         return "no kubelet found"
+class ProbeOutcome(enum.StrEnum):
+    """What a TLS handshake with the kubelet's serving port gave. Values are stable."""
+
+    SERVED = "served"  # handshake completed: the served chain is known
+    INTERNAL_ERROR = "internal-error"  # TLS alert internal_error: no serving certificate
+    REFUSED = "refused"  # nothing listens: the kubelet is down or elsewhere
+    TIMEOUT = "timeout"  # no handshake within the timeout
+    NOT_TLS = "not-tls"  # something answered, but not a TLS server (plain HTTP, garbage)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One TLS handshake with the kubelet's serving port (no client certificate)."""
+
+    endpoint: str  # host:port as dialled
+    outcome: ProbeOutcome
+    at: datetime
+    detail: str = ""  # one line for an operator
+    served: CertFile | None = None  # role SERVED, path https://host:port, when SERVED
+    duration_seconds: float = 0.0
+
+    @property
+    def up(self) -> bool:
+        """The port completed or refused a TLS handshake: a kubelet is listening."""
+        return self.outcome in (ProbeOutcome.SERVED, ProbeOutcome.INTERNAL_ERROR)
+
+
+class KubeconfigCertSource(enum.StrEnum):
+    CURRENT = "current"  # client-certificate is kubelet-client-current.pem (or links to it)
+    FILE = "file"  # another file: rotation never rewrites it
+    EMBEDDED = "embedded"  # client-certificate-data
+    NONE = "none"  # no client certificate (token, exec, nothing)
+
+
+@dataclass(frozen=True)
+class KubeconfigInfo:
+    """The kubeconfig the kubelet authenticates with after its next start."""
+
+    path: str | None  # None: none found
+    present: bool = False
+    error: ReadError | None = None
+    cert_source: KubeconfigCertSource = KubeconfigCertSource.NONE
+    cert_ref: str | None = None  # client-certificate as resolved (FILE/CURRENT)
+    key_ref: str | None = None  # client-key as resolved
+    key_embedded: bool = False
+    client_trusted: bool | None = None  # the client cert in use chains to the kubeconfig CA
 
 
 @dataclass(frozen=True)
@@ -412,6 +502,8 @@ class Snapshot:
     kubeadm_dir: str | None = None  # the kubeadm dir inventoried (None: not a control plane)
     cert_dir_error: ReadError | None = None  # the cert dir is absent or cannot be listed
     cert_dir_identity: tuple[int, int] | None = None  # (st_dev, st_ino); None: not a dir
+    probe: ProbeResult | None = None  # None: --no-probe / not probed
+    kubeconfig: KubeconfigInfo | None = None  # None: not judged
 
     def cert(self, role: Role) -> CertFile | None:
         """The first certificate file with this role, if any."""

@@ -22,6 +22,7 @@ from agent.model import (
     CertFile,
     KubeletConfigInfo,
     KubeletSettings,
+    ProbeResult,
     ReadError,
     Role,
     Snapshot,
@@ -31,6 +32,7 @@ from agent.sources.certfile import load_anchors, load_cert_file
 from agent.sources.discovery.discover import Request, discover
 from agent.sources.discovery.hostfs import resolve, to_host, under
 from agent.sources.kubeadm import is_control_plane, load_kubeadm
+from agent.sources.kubeletkubeconfig import read_kubelet_kubeconfig
 from agent.sources.watched import load_watched, walk_dirs
 
 SELF_SIGNED_FILES = ("kubelet.crt", "kubelet.key")
@@ -61,24 +63,34 @@ def config_info(k: KubeletSettings) -> KubeletConfigInfo:
 
 
 def build_snapshot(sources: SourceSettings, now: datetime, api: ApiState | None = None,
+                   probe: ProbeResult | None = None,
                    kubelet: KubeletSettings | None = None) -> Snapshot:
     """Inventory every local input at ``now``, for ``kubelet`` (discovered when None).
 
     ``certs`` order: client, server (always present, possibly MISSING), kubelet.crt
     (when present), tlsCertFile (when configured), ``--watch`` files sorted by path, then
-    on a kubeadm control plane its fourteen files in kubeadm's order.
+    on a kubeadm control plane its fourteen files in kubeadm's order; then
+    the chain the serving port presented (role ``served``) when ``probe`` got one.
     Every kubelet path in the snapshot is a host path.
     """
     if kubelet is None:
         kubelet = discover(discovery_request(sources))
     try:
-        return _build(sources, kubelet, now, api)
+        return with_probe(_build(sources, kubelet, now, api), probe)
     except AgentFault:
         raise
     except Exception as exc:  # each source turns input errors into data: this is our bug
         # Never a made-up CERT_UNREADABLE about the operator's files (issue 8): the daemon
         # keeps the last good verdict, marked stale, and counts the failure as the agent's.
         raise AgentFault("snapshot", f"inventory failed ({type(exc).__name__})") from exc
+
+
+def with_probe(snapshot: Snapshot, probe: ProbeResult | None) -> Snapshot:
+    """``snapshot`` with the probe's result; its served chain becomes a ``served`` cert."""
+    certs = tuple(c for c in snapshot.certs if c.role is not Role.SERVED)
+    if probe is not None and probe.served is not None:
+        certs += (probe.served,)
+    return replace(snapshot, probe=probe, certs=certs)
 
 
 def _build(sources: SourceSettings, kubelet: KubeletSettings, now: datetime,
@@ -96,6 +108,9 @@ def _build(sources: SourceSettings, kubelet: KubeletSettings, now: datetime,
         key = config.tls_private_key_file
         certs.append(load_cert_file(Role.TLS_CERT_FILE, resolve(root, config.tls_cert_file),
                                     anchors, limit, key_path=resolve(root, key) if key else None))
+    kubeconfig, kubeconfig_certs = read_kubelet_kubeconfig(sources.kubelet, cert_dir, anchors,
+                                                           limit)
+    certs.extend(kubeconfig_certs)
     # --watch files are judged for expiry and readability only: verifying each against
     # the anchors would double the cost of a 10,000-file directory for a fact no check uses.
     certs.extend(load_watched(sources.watch_paths, (), limit,
@@ -106,7 +121,7 @@ def _build(sources: SourceSettings, kubelet: KubeletSettings, now: datetime,
     snapshot = Snapshot(taken_at=now, node_name=kubelet.node_name.value, cert_dir=cert_dir,
                         kubelet_config=config, certs=tuple(certs), anchors=anchor_files,
                         history=scan.history, updated_links=scan.updated_links, api=api,
-                        kubelet=kubelet, cert_dir_error=scan.dir_error,
+                        kubelet=kubelet, cert_dir_error=scan.dir_error, kubeconfig=kubeconfig,
                         kubeadm_dir=kubeadm_dir, cert_dir_identity=dir_identity(cert_dir))
     return relocate(snapshot, lambda p: to_host(root, p), root.rstrip("/") + "/")
 
@@ -208,10 +223,16 @@ def input_paths(snapshot: Snapshot, sources: SourceSettings) -> frozenset[str]:
     paths.update(os.path.join(root, n) for n in SELF_SIGNED_FILES)
     paths.update(snapshot.updated_links)
     for c in snapshot.certs + snapshot.anchors:
+        if c.role is Role.SERVED:  # seen on the network, not a file
+            continue
+        if "#" in c.path:  # embedded in a kubeconfig: that file is an input already
+            continue
         paths.update(p for p in (c.path, c.target, c.key_path, _link_target(c)) if p)
     paths.update(h.previous_path for h in snapshot.history if h.previous_path)
     if snapshot.kubelet_config.path:
         paths.add(snapshot.kubelet_config.path)
+    if snapshot.kubeconfig is not None and snapshot.kubeconfig.path:
+        paths.add(os.path.abspath(snapshot.kubeconfig.path))
     paths.update(os.path.abspath(p) for p in
                  sources.ca_files + sources.watch_paths + sources.watch_recursive)
     return frozenset(paths)

@@ -1,7 +1,11 @@
 """How hard 5,000 agents hit one API server, with the agent's REAL scheduling code.
 
 Each simulated node runs ``agent.sources.apischedule.Scheduler`` (the object the CSR
-monitor asks what to do next) on a virtual clock; no sockets. The API server is a
+monitor asks what to do next) and ``agent.sources.lifeline.Chores`` (the client-renewal
+lifeline: client CSR list every 5 min, SelfSubjectAccessReview and bootstrap
+SelfSubjectReview daily, Node hourly; run after each successful serving request, as the
+monitor does: after a watch that ended normally and after the first list, never on the
+relists of a reconnect) on a virtual clock; no sockets. The API server is a
 model: lists succeed, a watch lasts the timeoutSeconds asked; during an outage every
 request is refused. Figures:
 
@@ -32,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.model import ApiProblem
 from agent.sources.apiparse import Failure
 from agent.sources.apischedule import Action, Scheduler, Step
+from agent.sources.lifeline import Chores
 
 REFUSED = Failure("unreachable", ApiProblem.UNREACHABLE, "connection refused")
 CUT = Failure("unreachable", ApiProblem.UNREACHABLE, "stream cut")
@@ -57,6 +62,8 @@ class Scenario:
 @dataclass
 class Node:
     scheduler: Scheduler
+    chores: Chores
+    listed: bool = False  # a list succeeded once (chores run after the first one)
     watching_since: float | None = None
     next_timeout: int = 300  # timeoutSeconds of the next watch
     back_at: float = float("inf")  # first watch opened after the outage
@@ -71,6 +78,7 @@ class World:
     retry_after: float = 0.0
     hits: Counter[int] = field(default_factory=Counter)  # second -> requests served
     refused: int = 0
+    chores: int = 0  # lifeline requests among the hits
     queue: list[tuple[float, int, int, str]] = field(default_factory=list)
 
     def up(self, t: float) -> bool:
@@ -89,7 +97,9 @@ def schedule(world: World, t: float, i: int, node: Node, step: Step) -> None:
 def run(nodes: int, scenario: Scenario, seed: int, interval: float) -> dict[str, float]:
     rng = random.Random(seed)
     world = World()
-    fleet = [Node(Scheduler(interval, random.Random(rng.random()))) for _ in range(nodes)]
+    chore_rng = random.Random(seed + 1)  # apart, so the schedulers draw as without chores
+    fleet = [Node(Scheduler(interval, random.Random(rng.random())),
+                  Chores(rng=random.Random(chore_rng.random()))) for _ in range(nodes)]
     for i in range(nodes):  # agents started over the first ten minutes
         heapq.heappush(world.queue, (rng.uniform(0, 600), i, 0, "list"))
     warm, t0, horizon = 3600.0, 7200.0, 7200.0 + 1800.0
@@ -114,6 +124,7 @@ def run(nodes: int, scenario: Scenario, seed: int, interval: float) -> dict[str,
         step_what, _, timeout = what.partition(":")
         if step_what == "end":
             node.watching_since = None
+            chores(world, t, node)
             schedule(world, t, i, node, node.scheduler.watch_ended(float(timeout),
                                                                    int(timeout)))
             continue
@@ -135,6 +146,9 @@ def dispatch(world: World, t: float, i: int, node: Node, what: str) -> None:
         schedule(world, t, i, node, step)
         return
     if what == "list":
+        if not node.listed:
+            node.listed = True
+            chores(world, t, node)
         schedule(world, t, i, node, s.listed())
         return
     node.watching_since = t
@@ -142,6 +156,15 @@ def dispatch(world: World, t: float, i: int, node: Node, what: str) -> None:
         node.back_at = min(node.back_at, t)
     timeout = node.next_timeout
     heapq.heappush(world.queue, (t + timeout, i, node.epoch, f"end:{timeout}"))
+
+
+def chores(world: World, t: float, node: Node) -> None:
+    """The lifeline's due chores after a successful serving request: each one request."""
+    due = node.chores.due(t)
+    world.hits[int(t)] += len(due)
+    world.chores += len(due)
+    for task in due:
+        node.chores.done(task, t)
 
 
 def summarise(world: World, fleet: list[Node], times: tuple[float, float, float]

@@ -16,7 +16,13 @@ from typing import TypeVar
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import pkigen
-from agent.config import ApiSettings, DaemonSettings, Settings, SourceSettings
+from agent.config import (
+    ApiSettings,
+    DaemonSettings,
+    KubeletSettings,
+    Settings,
+    SourceSettings,
+)
 from agent.daemon.loop import Daemon
 from agent.model import Policy
 from tests import nodetree
@@ -43,9 +49,11 @@ class Node:
     def current(self, role: str = "client") -> Path:
         return self.cert_dir / f"kubelet-{role}-current.pem"
 
-    def settings(self, **daemon: object) -> Settings:
+    def settings(self, kubelet: KubeletSettings | None = None, **daemon: object) -> Settings:
+        # No serving-port probe unless asked: nothing serves 127.0.0.1:10250 in tests.
         sources = SourceSettings(cert_dir=self.cert_dir, kubelet_config=self.config,
-                                 node_name=NODE)
+                                 node_name=NODE,
+                                 kubelet=kubelet or KubeletSettings(probe=False))
         return Settings(sources=sources, api=ApiSettings(offline=True), policy=Policy(),
                         daemon=replace(DaemonSettings(), **daemon))  # type: ignore[arg-type]
 

@@ -32,6 +32,9 @@ from agent.config import ApiSettings
 FIXTURES = Path(__file__).parent / "fixtures" / "kube-api"
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 REVIEW_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+NODE_PATH = "/api/v1/nodes/"
+CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "date", "keep-alive"}
 
 
@@ -134,11 +137,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
         pass
 
-    def _kind(self, path: str, query: dict[str, str]) -> str:
+    def _kind(self, path: str, query: dict[str, str], bearer: bool) -> str:
         if path == CSR_PATH and self.command == "GET":
-            return "watch" if query.get("watch") in ("1", "true") else "list"
+            kind = "watch" if query.get("watch") in ("1", "true") else "list"
+            client = CLIENT_SIGNER in query.get("fieldSelector", "")
+            return f"client-{kind}" if client else kind
         if path == REVIEW_PATH and self.command == "POST":
-            return "review"
+            return "bootstrap-review" if bearer else "review"
+        if path == SSAR_PATH and self.command == "POST":
+            return "ssar"
+        if path.startswith(NODE_PATH) and self.command == "GET":
+            return "node"
         return "other"
 
     def _client_cn(self) -> str | None:
@@ -157,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         auth = self.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
-        kind = self._kind(url.path, query)
+        kind = self._kind(url.path, query, token is not None)
         cn = self._client_cn()
         self.server.api.record(Seen(self.command, url.path, query, cn, token is not None, kind))
         if cn is None and token not in self.server.api.tokens:
@@ -224,7 +233,10 @@ class KubeApi:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.ca = pkigen.cluster_ca(self.now)
+        # Valid years before `now`: `check --at` judges the kubeconfig's CA at a fixed instant.
+        self.ca = pkigen.issue("kubernetes", not_before=self.now - timedelta(days=5 * 365),
+                               not_after=self.now + timedelta(days=10 * 365), usage="ca",
+                               key_type="rsa")
         self.ca_file = self.root / "ca.crt"
         self.ca_file.write_bytes(self.ca.cert_pem())
         serving = pkigen.issue("kube-apiserver", issuer=self.ca, usage="server",
@@ -245,6 +257,11 @@ class KubeApi:
             "list": deque([recorded("list-node1-signer-kubelet-serving.json")]),
             "watch": deque([recorded("watch-node1-serving-bookmarks.jsonl")]),
             "review": deque([recorded("selfsubjectreview-node1.json")]),
+            "client-list": deque([recorded("list-node1-client-signer.json")]),
+            "client-watch": deque([recorded("watch-node1-client-signer.jsonl")]),
+            "bootstrap-review": deque([recorded("ssr-bootstrap-valid.json")]),
+            "ssar": deque([recorded("ssar-node1-selfnodeclient-allowed.json")]),
+            "node": deque([recorded("get-node1-node.json")]),
             "other": deque([recorded("get-node1-404.json")]),
         }
         self._httpd = _Server(("127.0.0.1", 0), _Handler, bind_and_activate=True)

@@ -16,7 +16,8 @@ from agent import pkigen
 from agent.config import ApiSettings
 from agent.model import ApiCredential, ApiProblem, ApiState, CredentialKind, CsrState
 from agent.sources.apischedule import GONE_RELISTS, Action
-from agent.sources.apiserver import MAX_PAGES, CsrMonitor, fetch_once
+from agent.sources.apiserver import CsrMonitor, fetch_once
+from agent.sources.apitrack import MAX_PAGES
 from agent.sources.kubeconfig import load_credentials
 from tests.kubeapi import (
     KubeApi,

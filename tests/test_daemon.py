@@ -324,7 +324,8 @@ class TestApiMonitor:
         daemon = Daemon(replace(node.settings(), api=ApiSettings(offline=False)))
         monitors: list[FakeMonitor] = []
 
-        def factory(api: ApiSettings, name: str, clock: Any, on_update: Any) -> FakeMonitor:
+        def factory(api: ApiSettings, name: str, clock: Any, on_update: Any,
+                    kubelet: Any) -> FakeMonitor:
             monitors.append(FakeMonitor(on_update))
             return monitors[-1]
 

@@ -48,7 +48,7 @@ class Agent:
         env = {**os.environ, "PYTHONPATH": str(REPO),
                "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "200000"}
         env.pop("WATCHDOG_PID", None)
-        argv = [*prefix, sys.executable, "-m", "agent.cli", "run", "--offline",
+        argv = [*prefix, sys.executable, "-m", "agent.cli", "run", "--offline", "--no-probe",
                 "--listen", "127.0.0.1:0", "--textfile-dir", str(self.textfile_dir),
                 "--cert-dir", str(node.cert_dir), "--kubelet-config", str(node.config),
                 "--node-name", NODE, "--flags-file", str(self.flags), *extra]
@@ -132,7 +132,8 @@ class TestRunProcess:
         wait_for(lambda: agent.get("/healthz")[0] == 200, TIMEOUT, "/healthz")
         serial = node.rotate("client", utcnow())
         wait_for(lambda: f'serial="{serial}"' in agent.metrics(), TIMEOUT, "new serial")
-        agent.flags.write_text(f'KUBELET_CERT_AGENT_ARGS="--offline --cert-dir {node.cert_dir} '
+        agent.flags.write_text(f'KUBELET_CERT_AGENT_ARGS="--offline --no-probe '
+                               f'--cert-dir {node.cert_dir} '
                                f'--kubelet-config {node.config} --node-name {NODE} '
                                f'--listen 127.0.0.1:0 --textfile-dir {agent.textfile_dir} '
                                f'--warning-days 400 --warning-fraction 0.9"\n')

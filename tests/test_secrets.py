@@ -9,9 +9,11 @@ every output is scanned with :mod:`tests.secrets_scan`.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent import pkigen
+from agent.clock import utcnow
+from tests.kubeapi import KubeApi, kubeconfig_doc
 from tests.nodetree import NODE, NOW, Tree, healthy_node, run_in_process, run_subprocess
 from tests.secrets_scan import (
     PrivateKey,
@@ -149,3 +153,46 @@ class TestCheckNeverShowsKeys:
         markers = key_markers(*_all_keys(tmp_path), pem_label=False)
         assert_no_key_material(run.out + run.err, markers)
         assert NODE in run.out
+
+
+BOOTSTRAP_TOKEN_ID, BOOTSTRAP_SECRET = "abcdef", "0123456789abcdef"  # test values only
+
+
+class TestBootstrapTokenNeverShows:
+    """The bootstrap kubeconfig's token, valid or rejected, in no output of ``check`` (table,
+    JSON, stderr, log events; in-process and the real process) nor of the daemon's
+    published state (JSON status, metrics)."""
+
+    @pytest.fixture
+    def kube_api(self, tmp_path: Path) -> Iterator[KubeApi]:
+        api = KubeApi(root=tmp_path / "api", now=utcnow(), require_client_cert=False,
+                      tokens=frozenset({f"{BOOTSTRAP_TOKEN_ID}.{BOOTSTRAP_SECRET}"}))
+        yield api
+        api.stop()
+
+    def _argv(self, tmp_path: Path, api: KubeApi, fmt: str, token: str) -> list[str]:
+        tree = healthy_node(tmp_path / "node", at=utcnow())
+        bootstrap = tmp_path / "bootstrap-kubelet.conf"
+        bootstrap.write_text(json.dumps(kubeconfig_doc(
+            {"server": api.url, "certificate-authority": str(api.ca_file)}, {"token": token})))
+        argv = tree.args("--no-probe", "--format", fmt, "--kubeconfig", str(api.kubeconfig()),
+                         "--bootstrap-kubeconfig", str(bootstrap), "--at", "+0s")
+        argv.remove("--offline")
+        return argv
+
+    @pytest.mark.parametrize("known", [True, False], ids=["valid", "rejected"])
+    def test_not_in_any_check_output(self, tmp_path: Path, kube_api: KubeApi,
+                                     capsys: pytest.CaptureFixture[str], known: bool) -> None:
+        secret = BOOTSTRAP_SECRET if known else "fedcba9876543210"
+        token = f"{BOOTSTRAP_TOKEN_ID}.{secret}"
+        outputs = []
+        for fmt in ("table", "json"):
+            with structlog.testing.capture_logs() as logs:
+                run = run_in_process(self._argv(tmp_path / fmt, kube_api, fmt, token), capsys)
+            outputs += [run.out, run.err, repr(logs)]
+        real = run_subprocess(self._argv(tmp_path / "real", kube_api, "json", token))
+        outputs += [real.out, real.err]
+        text = "\n".join(outputs)
+        assert ("bootstrap_credentials_invalid" in text.lower()) is not known  # it was used
+        assert secret not in text and token not in text
+        assert [s.bearer for s in kube_api.requests("bootstrap-review")] == [True] * 3

@@ -12,7 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from agent.checks import apiserver, csr, expiry, files, identity, rotation
+from agent.checks import (
+    apiserver,
+    client_csr,
+    csr,
+    expiry,
+    files,
+    identity,
+    kubeconfig,
+    lifeline,
+    rotation,
+    served,
+)
 from agent.model import Evaluation, Finding, Policy, Snapshot
 
 Check = Callable[[Snapshot, datetime, Policy], Iterable[Finding]]
@@ -24,9 +35,14 @@ CHECKS: tuple[Check, ...] = (
     rotation.check,
     identity.check,
     csr.check,
+    client_csr.check,
     apiserver.check,
+    served.check,
+    kubeconfig.check,
+    lifeline.check,
 )
-DEADLINES: tuple[Deadlines, ...] = (expiry.deadlines, rotation.deadlines, csr.deadlines)
+DEADLINES: tuple[Deadlines, ...] = (expiry.deadlines, rotation.deadlines, csr.deadlines,
+                                    client_csr.deadlines, served.deadlines)
 DEFAULT_POLICY = Policy()  # frozen, so one shared default is safe
 
 
@@ -49,9 +65,9 @@ def evaluate(snapshot: Snapshot, now: datetime,
 
 def judge(snapshot: Snapshot, now: datetime, policy: Policy = DEFAULT_POLICY) -> Evaluation:
     """The snapshot judged at ``now``: findings plus the overall status."""
-    serving = csr.serving_trail(snapshot, now)
+    trails = (csr.serving_trail(snapshot, now), client_csr.client_trail(snapshot, now))
     return Evaluation(snapshot=snapshot, now=now, findings=evaluate(snapshot, now, policy),
-                      csr_trails=(serving,) if serving is not None else ())
+                      csr_trails=tuple(t for t in trails if t is not None))
 
 
 def next_change(snapshot: Snapshot, now: datetime,

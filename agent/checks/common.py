@@ -55,6 +55,21 @@ def kubelet_not_found(snapshot: Snapshot) -> bool:
     return snapshot.kubelet is not None and not snapshot.kubelet.found
 
 
+def served_file(snapshot: Snapshot) -> CertFile | None:
+    """The file the kubelet should serve, when it was read (not stale)."""
+    cf = snapshot.cert(served_role(snapshot))
+    if cf is None or cf.leaf is None or cf.stale_since is not None:
+        return None
+    return cf
+
+
+def served_matches_file(snapshot: Snapshot, served: CertFile) -> bool:
+    """The served leaf is the file's leaf (SHA-256 fingerprint)."""
+    cf = served_file(snapshot)
+    return (cf is not None and cf.leaf is not None and served.leaf is not None
+            and cf.leaf.fingerprint_sha256 == served.leaf.fingerprint_sha256)
+
+
 def judged_certs(snapshot: Snapshot) -> Iterator[CertFile]:
     """Every file the checks judge: client, the served certificate, watched files and
     trust anchors. Serving files the kubelet does not serve are leftovers, and history
@@ -114,3 +129,11 @@ def history_file(snapshot: Snapshot, role: Role) -> str | None:
         if h.role is role and h.newest:
             return os.path.join(snapshot.cert_dir, generation_name(role, h.newest))
     return None
+
+
+def client_expiry(snapshot: Snapshot, subject: str = "it") -> str:
+    """`` (<subject> expires <instant>)`` for the client certificate, or "" if unknown."""
+    client = snapshot.cert(Role.CLIENT)
+    if client is None or client.leaf is None:
+        return ""
+    return f" ({subject} expires {kubelet.iso(client.leaf.not_after)})"

@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from agent import codes, kubeadm
-from agent.checks.common import BUNDLE_ROLES, describe, judged_certs, rotation_managed
+from agent.checks.common import (
+    BUNDLE_ROLES,
+    describe,
+    judged_certs,
+    rotation_managed,
+    served_matches_file,
+)
 from agent.kubelet import duration, iso
 from agent.model import CertFile, CertInfo, Finding, Policy, Role, Severity, Snapshot
 
@@ -39,6 +45,12 @@ STATIC_HINTS = {
                          "the kubelet"),
     Role.TRUST_ANCHOR: "rotate the CA: every certificate it signs stops verifying when it expires",
     Role.WATCHED: "renew it (kubeadm control plane: `kubeadm certs renew all`)",
+    Role.SERVED: ("it is what `kubectl logs/exec` and metrics-server see: restart the kubelet "
+                  "so it serves the renewed file, or renew the file first"),
+    Role.KUBECONFIG_CLIENT: ("the kubelet uses it at its next start: point client-certificate "
+                             "and client-key in the kubeconfig at kubelet-client-current.pem"),
+    Role.KUBECONFIG_CA: ("renew the cluster CA and update certificate-authority(-data) in "
+                         "the kubeconfig"),
     Role.KUBECONFIG: ("renew the client certificate in this kubeconfig (kubeadm control "
                       "plane: `kubeadm certs renew all`)"),
 }
@@ -153,6 +165,8 @@ def _file(snapshot: Snapshot, cf: CertFile, now: datetime,
 def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
     """Expired, not yet valid or expiring certificates in every live file."""
     for cf in judged_certs(snapshot):
+        if cf.role is Role.SERVED and served_matches_file(snapshot, cf):
+            continue  # the file's finding says it all
         yield from _file(snapshot, cf, now, policy)
 
 

@@ -28,13 +28,14 @@ from agent.checks.common import (
     swap_interrupted,
 )
 from agent.checks.csr import serving_trail
-from agent.kubelet import ROLE_NAMES, is_missing, iso, updated_name
+from agent.kubelet import ROLE_NAMES, is_missing, iso, served_role, updated_name
 from agent.model import (
     CertFile,
     Finding,
     KeyMatch,
     LinkProblem,
     Policy,
+    ProbeOutcome,
     ReadError,
     ReadProblem,
     Role,
@@ -84,19 +85,23 @@ def _missing(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Findin
             f"no kubelet client certificate at {cf.path}: the kubelet cannot authenticate to "
             "the API server; check its --bootstrap-kubeconfig and that its client CSR is "
             "approved (`kubectl get csr`), or re-join the node", cf.path)
-    elif cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is True:
+    elif cf.role is Role.SERVER and served_role(snapshot) is Role.SERVER:
+        evidence = ("; the serving port answers with internal_error"
+                    if _internal_error(snapshot) else "")
         waited = serving_trail(snapshot, now)
         newest = waited.newest if waited is not None and waited.waiting else None
         name = newest.name if newest is not None else "<name>"
         yield Finding(
             codes.SERVER_CERT_MISSING, Severity.CRITICAL,
-            f"serverTLSBootstrap is true but there is no serving certificate at {cf.path}: "
+            f"serverTLSBootstrap is on but there is no serving certificate at {cf.path}"
+            f"{evidence}: "
             "`kubectl logs/exec` to this node fail with \"remote error: tls: internal error\"; "
             "approve the node's pending kubelet-serving CSR (`kubectl get csr`, "
             f"`kubectl certificate approve {name}`)", cf.path)
     elif cf.role in (Role.KUBEADM, Role.KUBEADM_CA):
         yield _kubeadm_missing(cf)
-    elif cf.role in (Role.TLS_CERT_FILE, Role.WATCHED, Role.TRUST_ANCHOR, Role.KUBECONFIG):
+    elif cf.role in (Role.TLS_CERT_FILE, Role.WATCHED, Role.TRUST_ANCHOR, Role.KUBECONFIG,
+                     Role.KUBECONFIG_CLIENT, Role.KUBECONFIG_CA):
         yield _unreadable(snapshot, cf, cf.path, cf.read_error)
 
 
@@ -110,6 +115,11 @@ def _kubeadm_missing(cf: CertFile) -> Finding:
                    f"{describe(cf)} does not exist ({why}); `kubeadm certs check-expiration` "
                    f"shows it as !MISSING!; if it should exist, `kubeadm init phase certs` "
                    "or `kubeadm init phase kubeconfig` creates it", cf.path)
+
+
+def _internal_error(snapshot: Snapshot) -> bool:
+    probe = snapshot.probe
+    return probe is not None and probe.outcome is ProbeOutcome.INTERNAL_ERROR
 
 
 def _stale_note(cf: CertFile) -> str:
@@ -153,6 +163,9 @@ ROLE_REMEDIES = {
     Role.TLS_CERT_FILE: "restore tlsCertFile from your PKI and restart the kubelet",
     Role.TRUST_ANCHOR: "fix the CA bundle (clientCAFile / --ca-file)",
     Role.WATCHED: "fix it or remove it from --watch",
+    Role.KUBECONFIG_CLIENT: ("the kubelet cannot start with it: point client-certificate and "
+                             "client-key in its kubeconfig at kubelet-client-current.pem"),
+    Role.KUBECONFIG_CA: "fix certificate-authority in the kubelet's kubeconfig",
     Role.KUBECONFIG: "fix the kubeconfig or remove it from --watch",
     Role.KUBEADM_CA: "restore the CA from a backup: kubeadm cannot re-create it in place",
 }

@@ -21,6 +21,7 @@ PEERS = {
     Role.CLIENT: "the API server will reject the kubelet",
     Role.SERVER: "the API server cannot verify the kubelet (`kubectl logs/exec` fail)",
     Role.TLS_CERT_FILE: "the API server cannot verify the kubelet (`kubectl logs/exec` fail)",
+    Role.KUBECONFIG_CLIENT: "the API server will reject the kubelet after its next start",
 }
 
 
@@ -57,7 +58,7 @@ def _client_identity(node: str, cf: CertFile, leaf: CertInfo) -> Finding | None:
         return None
     return Finding(
         codes.IDENTITY_MISMATCH, Severity.WARNING,
-        f"kubelet client certificate {cf.path} is {leaf.subject!r}, not "
+        f"{ROLE_NAMES[cf.role]} {cf.path} is {leaf.subject!r}, not "
         f"CN={node_user(node)},O=system:nodes: the Node authorizer treats the kubelet as "
         "someone else; check --node-name, else the kubelet's node name changed: restart it "
         "so it requests a matching certificate", cf.path)
@@ -91,7 +92,7 @@ def _judge(snapshot: Snapshot, cf: CertFile, leaf: CertInfo, served: Role) -> It
         yield _key_mismatch(cf)
     node = snapshot.node_name
     found = None
-    if node and cf.role is Role.CLIENT:
+    if node and cf.role in (Role.CLIENT, Role.KUBECONFIG_CLIENT):
         found = _client_identity(node, cf, leaf)
     elif node and cf.role is Role.SERVER:
         found = _server_identity(node, cf, leaf)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from agent import codes
-from agent.checks.common import rotation_managed
+from agent.checks.common import client_expiry, rotation_managed
 from agent.kubelet import ROLE_NAMES, ROTATING_ROLES, duration, iso
 from agent.model import (
     DEFAULT_SOURCE,
@@ -20,7 +20,6 @@ from agent.model import (
     CertInfo,
     Finding,
     Policy,
-    Role,
     Severity,
     Snapshot,
 )
@@ -54,9 +53,7 @@ def disabled(snapshot: Snapshot) -> Iterator[Finding]:
     cfg = snapshot.kubelet_config
     if cfg.rotate_certificates is not False:
         return
-    client = snapshot.cert(Role.CLIENT)
-    expires = (f" (it expires {iso(client.leaf.not_after)})"
-               if client is not None and client.leaf is not None else "")
+    expires = client_expiry(snapshot)
     where = f"in {cfg.path}" if cfg.path else "(no kubelet config)"
     if snapshot.kubelet is not None:
         source = snapshot.kubelet.rotate_certificates.source

@@ -18,7 +18,9 @@ from agent.config import Settings
 from agent.model import Event, KubeletSettings, event
 from agent.snapshot import discovery_request
 from agent.sources.discovery import procscan
-from agent.sources.discovery.discover import Command, Request, effective_api, find_command, settle
+from agent.sources.discovery.discover import Command, Request, effective, find_command, settle
+
+__all__ = ["KubeletTracker", "effective", "settings_changes"]
 from agent.sources.discovery.hostfs import under
 
 PROCESS_CHECK_SECONDS = 10.0  # how often the loop asks "is it still the same kubelet?"
@@ -40,12 +42,6 @@ def settings_changes(old: KubeletSettings | None, new: KubeletSettings) -> str:
     before = {"pid": old.pid, **{n: s.value for n, s in old.settings().items()}}
     after = {"pid": new.pid, **{n: s.value for n, s in new.settings().items()}}
     return "; ".join(f"{n}: {before[n]} -> {after[n]}" for n in after if before[n] != after[n])
-
-
-def effective(configured: Settings, k: KubeletSettings) -> Settings:
-    """The configured settings with the discovered node name and kubeconfig filled in."""
-    sources = replace(configured.sources, node_name=k.node_name.value)
-    return replace(configured, sources=sources, api=effective_api(configured.api, k))
 
 
 class KubeletTracker:

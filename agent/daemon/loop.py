@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.checks import judge, next_change
@@ -49,6 +49,7 @@ from agent.model import (
     Evaluation,
     Finding,
     KubeletSettings,
+    ProbeResult,
     Role,
     Snapshot,
     event,
@@ -56,6 +57,9 @@ from agent.model import (
 from agent.sinks.events import INPUT_UNREADABLE, diff, rotated_roles
 from agent.sinks.textfile import TEXTFILE_NAME, write_textfile
 from agent.snapshot import build_snapshot, merge_stale
+
+if TYPE_CHECKING:
+    from agent.sources.probe import Prober
 
 QUIET_SECONDS = 0.005  # a burst of fs events is over after this much silence...
 MAX_COALESCE_SECONDS = 0.1  # ...or after this long, whichever comes first
@@ -125,6 +129,7 @@ class Daemon:
         self._api_lock = threading.Lock()
         self._api_state: ApiState | None = None
         self._api_changed = False
+        self._prober: Prober | None = None
         self._stop_requested = False
         self._reload_requested = False
         self._textfile_failing = False
@@ -187,8 +192,9 @@ class Daemon:
         kubelet = self._discover(changed)
         with self._api_lock:
             api, self._api_changed = self._api_state, False
-        snapshot = merge_stale(self._snapshot, build_snapshot(self.settings.sources, now, api,
-                                                              kubelet), now)
+        probe = self._probe(now)
+        snapshot = merge_stale(self._snapshot, build_snapshot(
+            self.settings.sources, now, api, probe, kubelet), now)
         moved = set(changed) | changed_paths(self._snapshot, snapshot)
         if self._snapshot is not None and (
                 snapshot.cert_dir_identity != self._snapshot.cert_dir_identity):
@@ -223,6 +229,20 @@ class Daemon:
             if self._serving:  # before serve() the services start with the new settings
                 self.services.apply(old, new)
         return kubelet
+
+    def _probe(self, now: datetime) -> ProbeResult | None:
+        """The serving-port probe, at every evaluation (the loop evaluates at least every
+        MAX_IDLE_SECONDS); one in flight at most; None with --no-probe."""
+        kubelet = self.settings.sources.kubelet
+        if not kubelet.probe:
+            return None
+        prober = self._prober
+        if prober is None or (prober.host, prober.port, prober.timeout) != (
+                kubelet.host, kubelet.port, kubelet.probe_timeout):
+            from agent.sources.probe import Prober
+
+            prober = self._prober = Prober(kubelet.host, kubelet.port, kubelet.probe_timeout)
+        return prober.probe(now)
 
     def _time_driven(self, now: datetime, moved: set[str]) -> tuple[Finding, ...] | None:
         """The findings the published snapshot gives by itself at ``now``: time made them,

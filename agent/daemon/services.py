@@ -152,7 +152,8 @@ class Services:
             return
         try:
             monitor = self._monitor_factory(self.settings.api, self.settings.sources.node_name,
-                                            self._daemon.clock, self._daemon.api_updated)
+                                            self._daemon.clock, self._daemon.api_updated,
+                                            self.settings.sources.kubelet)
         except Exception as exc:  # e.g. the API part is not installed
             self._daemon.health.internal_error("api")
             emit([event("api_disabled", "error", error=type(exc).__name__)])
@@ -198,7 +199,8 @@ class Services:
         if new.daemon.poll != old.daemon.poll:
             self._stop_watcher()
             self._start_watcher()
-        if new.api != old.api or new.sources.node_name != old.sources.node_name:
+        if new.api != old.api or new.sources.node_name != old.sources.node_name or (
+                new.sources.kubelet != old.sources.kubelet):
             self._stop_api()
             self._daemon.forget_api()
             self._start_api()

@@ -21,6 +21,7 @@ from typing import NoReturn, Protocol
 from agent.clock import Clock
 from agent.config import (
     ApiSettings,
+    KubeletSettings,
     Settings,
     add_api_arguments,
     add_daemon_arguments,
@@ -119,14 +120,18 @@ class Monitor(Protocol):
     def credentials_changed(self) -> None: ...
 
 
-MonitorFactory = Callable[[ApiSettings, str, Clock, Callable[[ApiState], None]], Monitor]
+MonitorFactory = Callable[[ApiSettings, str, Clock, Callable[[ApiState], None],
+                           KubeletSettings], Monitor]
 
 
 def default_monitor_factory(api: ApiSettings, node: str, clock: Clock,
-                            on_update: Callable[[ApiState], None]) -> Monitor:
+                            on_update: Callable[[ApiState], None],
+                            kubelet: KubeletSettings) -> Monitor:
     from agent.sources.apiserver import CsrMonitor
+    from agent.sources.lifeline import Lifeline
 
-    monitor: Monitor = CsrMonitor(api, node, clock, on_update)
+    lifeline = Lifeline(api, node, clock, kubelet.bootstrap_kubeconfig)
+    monitor: Monitor = CsrMonitor(api, node, clock, on_update, lifeline=lifeline)
     return monitor
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from agent.kubelet import SERVING_SIGNER, iso
+from agent.kubelet import CLIENT_SIGNER, SERVING_SIGNER, iso
 from agent.model import (
     ApiError,
     ApiState,
@@ -21,7 +21,9 @@ from agent.model import (
     Evaluation,
     Finding,
     KeyMatch,
+    KubeconfigInfo,
     KubeletConfigInfo,
+    ProbeResult,
     ReadError,
     RoleHistory,
     Severity,
@@ -55,9 +57,28 @@ def evaluation_to_dict(ev: Evaluation) -> dict[str, Any]:
                    for s in sorted(Severity, reverse=True)},
         "history": {h.role.value: _history(h) for h in snap.history},
         "updated_links": list(snap.updated_links),
-        "api": _api(snap.api, ev.csr_trail(SERVING_SIGNER)),
+        "api": _api(snap.api, ev.csr_trail(SERVING_SIGNER), ev.csr_trail(CLIENT_SIGNER)),
+        "probe": _probe(snap.probe),
+        "kubeconfig": _kubeconfig(snap.kubeconfig),
         **status_fields(snap.kubelet),
     }
+
+
+def _kubeconfig(k: KubeconfigInfo | None) -> dict[str, Any] | None:
+    """null when no kubelet kubeconfig was found; its certificates are in ``certificates``."""
+    if k is None:
+        return None
+    return {"path": k.path, "present": k.present, "error": _read_error(k.error),
+            "client_certificate": k.cert_source.value, "client_certificate_path": k.cert_ref,
+            "client_key_path": k.key_ref, "client_trusted_by_ca": k.client_trusted}
+
+
+def _probe(p: ProbeResult | None) -> dict[str, Any] | None:
+    """null with --no-probe; the served chain itself is in ``certificates`` (role served)."""
+    if p is None:
+        return None
+    return {"endpoint": p.endpoint, "outcome": p.outcome.value, "up": p.up,
+            "detail": p.detail, "at": timestamp(p.at)}
 
 
 def finding_to_dict(f: Finding) -> dict[str, Any]:
@@ -177,7 +198,8 @@ def _trail(t: CsrTrail | None) -> dict[str, Any] | None:
             "pending": [c.name for c in t.pending], "abandoned": [c.name for c in t.abandoned]}
 
 
-def _api(a: ApiState | None, serving: CsrTrail | None) -> dict[str, Any] | None:
+def _api(a: ApiState | None, serving: CsrTrail | None,
+         client: CsrTrail | None = None) -> dict[str, Any] | None:
     """null when the API server was not asked (``--offline``)."""
     if a is None:
         return None
@@ -189,4 +211,14 @@ def _api(a: ApiState | None, serving: CsrTrail | None) -> dict[str, Any] | None:
             "kind": a.credential.kind.value, "where": a.credential.where},
         "csrs": [_csr(c, serving) for c in a.csrs],
         "serving_csr": _trail(serving),
+        "client_csrs": [_csr(c, client) for c in a.client_csrs],
+        "renewal_review": None if a.renewal_review is None else {
+            "allowed": a.renewal_review.allowed, "reason": a.renewal_review.reason,
+            "at": timestamp(a.renewal_review.at)},
+        "bootstrap": None if a.bootstrap is None else {
+            "path": a.bootstrap.path, "outcome": a.bootstrap.outcome.value,
+            "detail": a.bootstrap.detail, "username": a.bootstrap.username,
+            "at": timestamp(a.bootstrap.at)},
+        "node_addresses": None if a.node is None else [
+            {"type": kind, "address": address} for kind, address in a.node.addresses],
     }

@@ -169,12 +169,17 @@ API_RESTARTS = _f("api_thread_restarts_total", "counter",
 HEALTH_FAMILIES: tuple[Family, ...] = (INTERNAL_ERRORS, VERDICT_STALE, HTTP_REJECTED,
                                        API_RESTARTS)
 
+# -- the kubelet's serving port (absent with --no-probe) ------------------------------------
+SERVING_UP = _f("kubelet_serving_up", "gauge",
+                "1 if the kubelet's serving port completed (or refused with a TLS alert) a "
+                "handshake at the last probe, 0 if refused, timed out or not TLS.")
+
 FAMILIES: tuple[Family, ...] = (
     CERT_NOT_BEFORE, CERT_NOT_AFTER, CERT_WINDOW_START, CERT_WINDOW_END, CERT_SELF_SIGNED,
     CERT_KEY_MATCH, CERT_TRUSTED, CERT_STALE, KUBEADM_INFO, FINDING, STATUS, HISTORY_GENERATIONS,
     HISTORY_BYTES, LAST_ROTATION, BUILD_INFO, START_TIME, LAST_EVALUATION, EVALUATION_DURATION,
     EVALUATIONS, READ_ERRORS, FS_EVENTS, ROTATIONS, TEXTFILE_ERRORS, CSR_PENDING,
-    CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP, SOURCE_UP,
+    CSR_WAITING_SINCE, CSR_INFO, API_REQUESTS, API_LAST_SUCCESS, API_UP, SOURCE_UP, SERVING_UP,
     *HEALTH_FAMILIES,
 )
 
@@ -361,6 +366,8 @@ def build_metrics(state: AgentState | None) -> list[Metric]:
     _add_sources(out, snapshot)
     if snapshot.api is not None:
         _add_api(out, snapshot.api, state.evaluation.csr_trail(SERVING_SIGNER))
+    if snapshot.probe is not None:
+        out.add(SERVING_UP, _bool(snapshot.probe.up))
     return out.metrics()
 
 

@@ -67,6 +67,9 @@ def render_table(ev: Evaluation) -> str:
     if snap.history:
         lines += ["", "HISTORY"]
         lines += _columns([_history_row(h) for h in snap.history])
+    if snap.probe is not None:
+        lines += ["", f"SERVING PORT {snap.probe.endpoint}: {snap.probe.outcome.value} "
+                      f"({snap.probe.detail})"]
     if snap.api is not None:
         lines += ["", _api_line(snap.api, ev.csr_trail(SERVING_SIGNER))]
     lines += ["", "FINDINGS" if ev.findings else "FINDINGS: none"]

@@ -29,6 +29,7 @@ from agent.sources.apiparse import (
     ShapeError,
     WatchEvent,
     classify_status,
+    load_json,
     parse_identity,
     parse_list,
     parse_watch_line,
@@ -141,9 +142,10 @@ class ApiClient:
                                      f"answer larger than {MAX_BODY} bytes"))
         return data
 
-    def list_page(self, continue_token: str | None = None) -> ListPage:
-        """One page of serving CSRs (all nodes': filtering on username is client-side)."""
-        params = {"fieldSelector": f"spec.signerName={SERVING_SIGNER}", "limit": str(PAGE_SIZE)}
+    def list_page(self, continue_token: str | None = None,
+                  signer: str = SERVING_SIGNER) -> ListPage:
+        """One page of ``signer``'s CSRs (all nodes': filtering on username is client-side)."""
+        params = {"fieldSelector": f"spec.signerName={signer}", "limit": str(PAGE_SIZE)}
         if continue_token:
             params["continue"] = continue_token
         with self._send("GET", CSR_PATH, params=params) as resp:
@@ -152,6 +154,15 @@ class ApiClient:
             return parse_list(body)
         except ShapeError as exc:
             raise ApiFailure(shape_failure(exc, "CSR list")) from None
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> dict[str, Any]:
+        """One request whose answer is a JSON object; ApiFailure otherwise."""
+        with self._send(method, path, body=body) as resp:
+            data = self._read(resp)
+        try:
+            return load_json(data)
+        except ShapeError as exc:
+            raise ApiFailure(shape_failure(exc, path)) from None
 
     def review(self) -> tuple[str | None, tuple[str, ...]] | None:
         """Who the API server thinks we are; None when the server has no SelfSubjectReview."""

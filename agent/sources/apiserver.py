@@ -1,9 +1,11 @@
 """This node's serving CSRs and whether the API server still accepts the node.
 
-``fetch_once`` does one who-am-I and one complete list (for ``check``).
+``fetch_once`` does one who-am-I, one complete list and every lifeline chore (for
+``check``).
 ``CsrMonitor`` keeps an ``ApiState`` current for the daemon: list, then watch from the
 list's resourceVersion (bookmarks on), relist on 410, poll when watching is refused,
-back off with jitter on failures (see ``apischedule``). Both never raise: every failure
+back off with jitter on failures (see ``apischedule``), and run the lifeline's due chores
+after a watch that ran to its timeout (see ``lifeline``). Both never raise: every failure
 becomes ``ApiState.error``, and the last known CSRs and ``last_success`` are kept (stale).
 """
 
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections import Counter
 from collections.abc import Callable
 
 import requests
@@ -21,152 +22,39 @@ import structlog
 from agent import clock as clock_mod
 from agent.clock import Clock, Monotonic
 from agent.config import ApiSettings
-from agent.model import ApiError, ApiProblem, ApiState, CsrInfo
-from agent.sources.apiclient import PAGE_SIZE, ApiClient, ApiFailure
+from agent.model import ApiError, ApiProblem, ApiState
+from agent.sources.apiclient import ApiClient, ApiFailure
 from agent.sources.apiparse import (
     OK,
     Failure,
     WatchEvent,
     classify_status,
-    failure_to_error,
-    is_node_serving,
 )
 from agent.sources.apischedule import Action, Scheduler, Step
+from agent.sources.apitrack import (
+    Tracker,
+    internal,
+    list_all,
+    review,
+    run_chores,
+)
 from agent.sources.kubeconfig import Credentials, load_credentials
+from agent.sources.lifeline import Lifeline
 
 log = structlog.get_logger("kubelet_cert_agent.apiserver")
 SessionFactory = Callable[[], requests.Session]
 CredentialLoader = Callable[[ApiSettings], "Credentials | ApiError"]
-MAX_PAGES = 100  # pages of PAGE_SIZE in one list: 50,000 serving CSRs is far beyond real
-
-
-class _Tracker:
-    """What the API server last said, updated request by request; yields ApiState."""
-
-    def __init__(self, server: str, node_name: str, clock: Clock,
-                 previous: ApiState | None) -> None:
-        self.server, self.node_name, self.clock = server, node_name, clock
-        self.csrs: dict[str, CsrInfo] = {}
-        self.last_success = None if previous is None else previous.last_success
-        self.error = None if previous is None else previous.error
-        self.identity: tuple[str | None, tuple[str, ...]] = (None, ())
-        self.counts: Counter[str] = Counter()
-        self.credential = None if previous is None else previous.credential
-        if previous is not None:
-            self.server = server or previous.server
-            self.csrs = {c.name: c for c in previous.csrs}
-            self.identity = (previous.identity_username, previous.identity_groups)
-            self.counts.update(dict(previous.requests_by_outcome))
-
-    def count(self, outcome: str) -> None:
-        self.counts[outcome] += 1
-
-    def answered(self) -> None:
-        """The API server answered a request successfully (who-am-I, a list page, a watch
-        opened, an event, a bookmark): it works, whatever the CSR data's state."""
-        self.last_success = self.clock()
-
-    def succeeded(self) -> None:
-        """The CSR data is complete and current again: also clears the failure."""
-        self.last_success, self.error = self.clock(), None
-
-    def failed(self, failure: Failure) -> None:
-        self.error = failure_to_error(failure, self.error, self.clock())
-
-    def not_configured(self, error: ApiError) -> None:
-        failure = Failure("", ApiProblem.NOT_CONFIGURED, error.detail)
-        self.error = failure_to_error(failure, self.error, self.clock())
-
-    def replace(self, items: list[CsrInfo]) -> None:
-        self.csrs = {c.name: c for c in items if is_node_serving(c, self.node_name)}
-
-    def apply(self, event: WatchEvent) -> None:
-        csr = event.csr
-        if csr is None or not is_node_serving(csr, self.node_name):
-            return
-        if event.type == "DELETED":
-            self.csrs.pop(csr.name, None)
-        else:
-            self.csrs[csr.name] = csr
-
-    def state(self) -> ApiState:
-        csrs = tuple(sorted(self.csrs.values(), key=lambda c: (c.created, c.name)))
-        return ApiState(server=self.server, last_success=self.last_success, csrs=csrs,
-                        error=self.error, identity_username=self.identity[0],
-                        identity_groups=self.identity[1],
-                        requests_by_outcome=tuple(sorted(self.counts.items())),
-                        credential=self.credential)
-
-
-def _review(client: ApiClient, tracker: _Tracker) -> bool:
-    """Ask who we are; True once the server has answered (so no need to ask again)."""
-    try:
-        identity = client.review()
-    except ApiFailure as exc:
-        tracker.count(exc.failure.outcome)
-        # 401/429/5xx/unreachable: ask again next time; other answers will not change.
-        code = exc.failure.status_code
-        return code is not None and code not in (401, 429) and code < 500
-    tracker.count(OK)
-    tracker.answered()
-    if identity is not None:
-        tracker.identity = identity
-    return True
-
-
-def _bad_list(detail: str) -> Failure:
-    return Failure("bad-response", ApiProblem.BAD_RESPONSE, f"CSR list: {detail}")
-
-
-def _list_all(client: ApiClient, tracker: _Tracker) -> tuple[str, Failure | None]:
-    """Every page of the list; restarts from scratch (twice at most) on 410.
-
-    A server that lies cannot keep us asking: a continue token seen before, more than
-    MAX_PAGES pages, or a complete list without a resourceVersion (nothing to watch
-    from) is BAD_RESPONSE, retried on the normal backoff.
-    """
-    items: list[CsrInfo] = []
-    token: str | None = None
-    seen: set[str] = set()
-    restarts = 0
-    while True:
-        try:
-            page = client.list_page(token)
-        except ApiFailure as exc:
-            tracker.count(exc.failure.outcome)
-            if exc.failure.gone and token is not None and restarts < 2:
-                items, token, seen, restarts = [], None, set(), restarts + 1
-                continue
-            return "", exc.failure
-        tracker.count(OK)
-        tracker.answered()
-        items.extend(page.items)
-        if not page.continue_token:
-            if not page.resource_version:
-                return "", _bad_list("no metadata.resourceVersion in the answer")
-            tracker.replace(items)
-            tracker.succeeded()
-            return page.resource_version, None
-        token = page.continue_token
-        if token in seen:
-            return "", _bad_list("the API server repeated a continue token")
-        if len(seen) + 1 >= MAX_PAGES:
-            return "", _bad_list(f"more than {MAX_PAGES} pages of {PAGE_SIZE}: "
-                                 "the pagination does not end")
-        seen.add(token)
-
-
-def _internal(exc: Exception) -> Failure:
-    return Failure("bad-response", ApiProblem.BAD_RESPONSE,
-                   f"internal error while talking to the API server ({type(exc).__name__})")
 
 
 def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
                previous: ApiState | None = None, *,
                session_factory: SessionFactory = requests.Session,
-               load: CredentialLoader = load_credentials) -> ApiState:
-    """Who-am-I plus one complete list of this node's serving CSRs. Never raises."""
-    tracker = _Tracker(api.server or "", node_name, clock, previous)
+               load: CredentialLoader = load_credentials,
+               lifeline: Lifeline | None = None) -> ApiState:
+    """Who-am-I plus one complete list of this node's serving CSRs, then every chore of
+    ``lifeline`` (when given). Never raises."""
+    tracker = Tracker(api.server or "", node_name, clock, previous)
+    tracker.lifeline = lifeline
     try:
         creds = load(api)
         if isinstance(creds, ApiError):
@@ -175,15 +63,17 @@ def fetch_once(api: ApiSettings, node_name: str, clock: Clock,
         tracker.server, tracker.credential = creds.server, creds.credential
         client = ApiClient(creds, api, session_factory())
         try:
-            _review(client, tracker)
-            _, failure = _list_all(client, tracker)
+            review(client, tracker)
+            _, failure = list_all(client, tracker)
+            if failure is None:
+                run_chores(client, tracker, clock_mod.monotonic())
         finally:
             client.close()
         if failure is not None:
             tracker.failed(failure)
     except Exception as exc:  # never let a surprise escape into `check`
         log.error("api_fetch_internal_error", error=type(exc).__name__)
-        tracker.failed(_internal(exc))
+        tracker.failed(internal(exc))
     return tracker.state()
 
 
@@ -202,17 +92,21 @@ class CsrMonitor:
                  monotonic: Monotonic = clock_mod.monotonic,
                  rng: random.Random | None = None,
                  load: CredentialLoader = load_credentials,
-                 previous: ApiState | None = None) -> None:
+                 previous: ApiState | None = None,
+                 lifeline: Lifeline | None = None) -> None:
         self.api, self.node_name, self.on_update = api, node_name, on_update
         self._session_factory, self._sleep, self._monotonic = session_factory, sleep, monotonic
         self._load = load
-        self._tracker = _Tracker(api.server or "", node_name, clock, previous)
+        self._tracker = Tracker(api.server or "", node_name, clock, previous)
+        self._tracker.lifeline = lifeline
         self._scheduler = Scheduler(api.csr_interval, rng)
         self._plan: Step = self._scheduler.start()
         self._client: ApiClient | None = None
         self._rv = ""
         self._reload = True
         self._need_review = True
+        self._watch_ended = False  # the last watch ran to its timeoutSeconds
+        self._chores_started = False
         self._wake = threading.Event()
 
     @property
@@ -265,7 +159,7 @@ class CsrMonitor:
             self._plan = self._step()
         except Exception as exc:  # the last line of defence: the thread must not die
             log.error("api_monitor_internal_error", error=type(exc).__name__)
-            self._tracker.failed(_internal(exc))
+            self._tracker.failed(internal(exc))
             self._reload = True  # start again from fresh credentials and a new client
             self._plan = self._scheduler.retry()
         self._publish()
@@ -296,13 +190,23 @@ class CsrMonitor:
         client = self._client
         assert client is not None  # noqa: S101 - set above on the first step
         if self._need_review:
-            self._need_review = not _review(client, self._tracker)
+            self._need_review = not review(client, self._tracker)
         if self._plan.action is Action.WATCH and self._rv:
-            return self._watch(client, self._plan.watch_timeout)
-        return self._list(client)
+            self._watch_ended = False
+            step = self._watch(client, self._plan.watch_timeout)
+            healthy = self._watch_ended
+        else:
+            step = self._list(client)
+            healthy = self._tracker.error is None and not self._chores_started
+        # Chores ride on a watch that ended normally (and on the very first list), never
+        # on the relists of a reconnect: an outage must not multiply the reconnect storm.
+        if self._tracker.lifeline is not None and healthy and not client.aborted:
+            self._chores_started = True
+            run_chores(client, self._tracker, self._monotonic())
+        return step
 
     def _list(self, client: ApiClient) -> Step:
-        rv, failure = _list_all(client, self._tracker)
+        rv, failure = list_all(client, self._tracker)
         if failure is not None:
             self._tracker.failed(failure)
             return self._scheduler.list_failed(failure)
@@ -332,7 +236,9 @@ class CsrMonitor:
         if client.aborted:  # timeoutSeconds=0 would mean the server's 30-60 min default
             return Step(Action.WATCH, 0.0, timeout)
         self._tracker.succeeded()
-        return self._scheduler.watch_ended(self._monotonic() - started, timeout)
+        elapsed = self._monotonic() - started
+        self._watch_ended = elapsed >= timeout / 2  # not an early end (a restart)
+        return self._scheduler.watch_ended(elapsed, timeout)
 
     def _watch_failed(self, failure: Failure, established: bool) -> Step:
         self._tracker.count(failure.outcome)

@@ -185,6 +185,10 @@ def _resolve(base: Path, value: Any) -> Path:
     return p if p.is_absolute() else base / p
 
 
+# Shared with agent.sources.kubeletkubeconfig, which judges the kubelet's kubeconfig.
+load_yaml, current_entries, b64_field, resolve = _load_yaml, _current, _b64, _resolve
+
+
 @dataclass
 class _Parts:
     """What the kubeconfig and the flags say, before loading anything into ``ssl``."""

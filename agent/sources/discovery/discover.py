@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent.config import MAX_FILE_BYTES, ApiSettings
+from agent.config import MAX_FILE_BYTES, ApiSettings, Settings, SourceSettings, dialable
 from agent.model import DEFAULT_SOURCE as DEFAULT
 from agent.model import KubeletSettings, Sourced
 from agent.sources.discovery import derive, pflags, procscan, units
@@ -155,3 +155,27 @@ def effective_api(api: ApiSettings, k: KubeletSettings) -> ApiSettings:
     if not k.kubeconfig.value:
         return api
     return replace(api, kubeconfig=Path(resolve(k.host_root, k.kubeconfig.value)))
+
+
+def effective_sources(sources: SourceSettings, k: KubeletSettings) -> SourceSettings:
+    """The discovered node name, and the discovered serving address/port, kubeconfig and
+    bootstrap kubeconfig wherever the agent's own flag left the default (read under the
+    host root)."""
+    kl = sources.kubelet
+    if kl.endpoint_source == "default" and k.port.value:
+        kl = replace(kl, host=dialable(k.address.value), port=k.port.value,
+                     endpoint_source=f"{k.address.source}; {k.port.source}")
+    if kl.kubeconfig_source == "default" and k.kubeconfig.value:
+        kl = replace(kl, kubeconfig=Path(resolve(k.host_root, k.kubeconfig.value)),
+                     kubeconfig_source=k.kubeconfig.source)
+    if kl.bootstrap_source == "default" and k.bootstrap_kubeconfig.value:
+        kl = replace(kl, bootstrap_kubeconfig=Path(resolve(k.host_root,
+                                                           k.bootstrap_kubeconfig.value)),
+                     bootstrap_source=k.bootstrap_kubeconfig.source)
+    return replace(sources, node_name=k.node_name.value, kubelet=kl)
+
+
+def effective(configured: Settings, k: KubeletSettings) -> Settings:
+    """The configured settings with what discovery found filled in."""
+    return replace(configured, sources=effective_sources(configured.sources, k),
+                   api=effective_api(configured.api, k))
