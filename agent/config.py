@@ -55,6 +55,7 @@ class KubeletSettings:
     bootstrap_source: str = "default"
     probe: bool = True  # --no-probe turns the serving-port probe off
     probe_timeout: float = 3.0
+    host_root: str = "/"  # --host-root: paths inside the kubeconfig are read under it
 
     @property
     def endpoint(self) -> str:

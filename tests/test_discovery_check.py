@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agent import codes, pkigen
-from agent.demo import DEFAULT_NODE
+from agent.demo import DEFAULT_NODE, kubelet_kubeconfig
 from agent.demo import run as demo_run
 from tests import hosttree
 from tests.hosttree import kubelet_config, write
@@ -22,7 +23,8 @@ def check(root: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[
     # --no-kubeadm: a kubeadm worker has /etc/kubernetes/pki/ca.crt too; these tests are
     # about the kubelet
     run = run_in_process(["check", "--offline", "--host-root", str(root), "--at",
-                          NOW.isoformat(), "--format", "json", "--no-kubeadm", *extra], capsys)
+                          NOW.isoformat(), "--format", "json", "--no-kubeadm", "--no-probe",
+                          *extra], capsys)
     return run.code, json.loads(run.out)
 
 
@@ -37,6 +39,8 @@ def kubeadm(root: Path, node: str = "worker-7", **kw: Any) -> Path:
           hosttree.KUBEADM_CONFIG + "serverTLSBootstrap: true\n")
     built = hosttree.pki_at(root, PKI, node, NOW, **kw)
     write(root, "/etc/kubernetes/pki/ca.crt", built.ca_file.read_bytes())
+    write(root, "/etc/kubernetes/kubelet.conf", yaml.safe_dump(kubelet_kubeconfig(
+        Path("/etc/kubernetes/pki/ca.crt"), Path(f"{PKI}/kubelet-client-current.pem"))))
     return root
 
 
@@ -63,7 +67,8 @@ class TestBinaryInstall:
             self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         hosttree.seeds_node(tmp_path)
         hosttree.pki_at(tmp_path, "/etc/kubernetes/cert", "m7-autocv-gpu01", NOW)
-        run = run_in_process(["check", "--offline", "--host-root", str(tmp_path)], capsys)
+        run = run_in_process(["check", "--offline", "--no-probe", "--host-root", str(tmp_path)],
+                             capsys)
         lines = run.out.splitlines()
         assert lines[0].startswith("KUBELET kubelet not running; settings from unit "
                                    "/etc/systemd/system/kubelet.service")

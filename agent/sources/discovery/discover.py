@@ -172,7 +172,8 @@ def effective_sources(sources: SourceSettings, k: KubeletSettings) -> SourceSett
         kl = replace(kl, bootstrap_kubeconfig=Path(resolve(k.host_root,
                                                            k.bootstrap_kubeconfig.value)),
                      bootstrap_source=k.bootstrap_kubeconfig.source)
-    return replace(sources, node_name=k.node_name.value, kubelet=kl)
+    return replace(sources, node_name=k.node_name.value,
+                   kubelet=replace(kl, host_root=k.host_root))
 
 
 def effective(configured: Settings, k: KubeletSettings) -> Settings:
