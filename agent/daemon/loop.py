@@ -111,6 +111,7 @@ class Daemon:
         self.settings = settings  # as configured, then with the discovered kubelet's values
         self._configured = settings
         self._serving = False
+        self._reapply = True  # fill the discovered values into the settings at next refresh
         self.kubelet = KubeletTracker(settings)
         self.holder = StateHolder()
         self.waker = Waker()
@@ -221,8 +222,12 @@ class Daemon:
 
     def _discover(self, changed: Iterable[str] = ()) -> KubeletSettings:
         """The kubelet to judge; its node name and kubeconfig feed the API monitor."""
+        before = self.kubelet.current
         kubelet, events = self.kubelet.refresh(changed)
         emit(events)
+        if kubelet == before and not self._reapply:  # nothing new: the settings stand
+            return kubelet
+        self._reapply = False
         new = effective(self._configured, kubelet)
         if new != self.settings:
             old, self.settings = self.settings, new
@@ -364,6 +369,7 @@ class Daemon:
             return self._reload_failed(exc)
         self._configured = new
         self.kubelet.reconfigure(new)
+        self._reapply = True
         old, self.settings = self.settings, new
         self._settler.settle = timedelta(seconds=new.daemon.settle)
         if new.daemon.log_format != old.daemon.log_format:

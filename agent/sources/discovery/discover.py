@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agent.config import MAX_FILE_BYTES, ApiSettings, Settings, SourceSettings, dialable
+from agent.config import KubeletSettings as KubeletProbeDefaults
 from agent.model import DEFAULT_SOURCE as DEFAULT
 from agent.model import KubeletSettings, Sourced
 from agent.sources.discovery import derive, pflags, procscan, units
@@ -162,13 +163,16 @@ def effective_sources(sources: SourceSettings, k: KubeletSettings) -> SourceSett
     bootstrap kubeconfig wherever the agent's own flag left the default (read under the
     host root)."""
     kl = sources.kubelet
-    if kl.endpoint_source == "default" and k.port.value:
+    untouched = KubeletProbeDefaults()
+    if (kl.endpoint_source == "default" and (kl.host, kl.port) == (untouched.host, untouched.port)
+            and k.port.value):
         kl = replace(kl, host=dialable(k.address.value), port=k.port.value,
                      endpoint_source=f"{k.address.source}; {k.port.source}")
-    if kl.kubeconfig_source == "default" and k.kubeconfig.value:
+    if kl.kubeconfig_source == "default" and kl.kubeconfig is None and k.kubeconfig.value:
         kl = replace(kl, kubeconfig=Path(resolve(k.host_root, k.kubeconfig.value)),
                      kubeconfig_source=k.kubeconfig.source)
-    if kl.bootstrap_source == "default" and k.bootstrap_kubeconfig.value:
+    if (kl.bootstrap_source == "default" and k.bootstrap_kubeconfig.value
+            and kl.bootstrap_kubeconfig == untouched.bootstrap_kubeconfig):
         kl = replace(kl, bootstrap_kubeconfig=Path(resolve(k.host_root,
                                                            k.bootstrap_kubeconfig.value)),
                      bootstrap_source=k.bootstrap_kubeconfig.source)
