@@ -48,7 +48,7 @@ def verdict(cert: CertInfo, policy: Policy | None = None) -> tuple[str, Severity
 EXPIRING = (codes.CERT_EXPIRING_SOON, Severity.WARNING)
 CRITICAL = (codes.CERT_EXPIRING_SOON, Severity.CRITICAL)
 EXPIRED = (codes.CERT_EXPIRED, Severity.CRITICAL)
-NOT_YET = (codes.CERT_NOT_YET_VALID, Severity.CRITICAL)
+NOT_YET = (codes.CERT_NOT_YET_VALID, Severity.WARNING)
 SECOND = timedelta(seconds=1)
 
 

@@ -63,7 +63,7 @@ UPDATES = [
 ]
 
 # Each deadline and the verdict published at it.
-NOT_YET_VALID = ("CERT_NOT_YET_VALID", "critical", SERVER_PATH)
+NOT_YET_VALID = ("CERT_NOT_YET_VALID", "warning", SERVER_PATH)
 PENDING = ("SERVING_CSR_PENDING", "warning", "")
 NOT_ISSUED = ("SERVING_CSR_NOT_ISSUED", "warning", "csr/csr-a")
 SOON_WARNING = ("CERT_EXPIRING_SOON", "warning", CLIENT_PATH)
