@@ -232,7 +232,7 @@ class Daemon:
         if kubelet == before and not self._reapply:  # nothing new: the settings stand
             return kubelet
         self._reapply = False
-        new = effective(self._configured, kubelet)
+        new = effective(self.settings, kubelet)  # on top of whatever was set since
         if new != self.settings:
             old, self.settings = self.settings, new
             if self._serving:  # before serve() the services start with the new settings
