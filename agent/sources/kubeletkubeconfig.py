@@ -33,9 +33,10 @@ from agent.model import (
     Role,
 )
 from agent.sources.certfile import load_anchors, load_cert_file
+from agent.sources.discovery import hostfs
 from agent.sources.files import read_file
 from agent.sources.kubeconfig import KubeconfigError, b64_field, current_entries, load_yaml
-from agent.sources.kubeconfig import resolve as resolve_path
+from agent.sources.kubeconfig import resolve as _resolve_local
 from agent.sources.parse import parse_bundle, parse_key
 
 MAX_LINKS = 40  # as the kernel's ELOOP limit
@@ -91,6 +92,20 @@ def _from_bytes(role: Role, label: str, data: bytes, anchors: tuple[x509.Certifi
     return CertFile(role=role, path=label, size=len(data), chain=parsed.certificates,
                     leaf=parsed.leaf, key_match=match, trusted=parsed.chain_verified_to_anchor,
                     self_signed=parsed.self_signed), parsed.x509_certificates
+
+
+_HOST_ROOT = ["/"]  # the host root of the read in progress (set by read_kubelet_kubeconfig)
+
+
+def resolve_path(base: Path, value: str) -> Path:
+    """A path named in the kubeconfig: a host path, read under the host root."""
+    local = str(_resolve_local(base, value))
+    root = _HOST_ROOT[0]
+    if root in ("", "/"):
+        return Path(local)
+    host = hostfs.to_host(root, local)  # the last component is not followed: it may be
+    return Path(os.path.join(hostfs.resolve(root, os.path.dirname(host)),  # -current.pem
+                             os.path.basename(host)))
 
 
 def _ca(cluster: dict[str, Any], path: Path, limit: int
@@ -161,6 +176,7 @@ def read_kubelet_kubeconfig(kubelet: KubeletSettings, cert_dir: str,
     path = kubelet_kubeconfig(kubelet)
     if path is None:
         return None, ()
+    _HOST_ROOT[0] = kubelet.host_root
     current = os.path.join(cert_dir, current_name(Role.CLIENT))
     try:
         doc = load_yaml(path)
