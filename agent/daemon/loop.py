@@ -280,7 +280,7 @@ class Daemon:
         In this order a scrape never renders (nor waits for) thousands of certificates: it
         serves the previous state's body until the new one is ready.
         """
-        from agent.sinks.metrics import EXPOSITIONS
+        from agent.sinks.prerender import EXPOSITIONS
 
         EXPOSITIONS.prerender(state)
         self.holder.set(state)
@@ -292,7 +292,7 @@ class Daemon:
         if directory is None:
             return
         try:
-            from agent.sinks.metrics import render
+            from agent.sinks.prerender import render
 
             write_textfile(directory, render(state, self.health.snapshot()))
         except Exception as exc:  # counted, logged once per streak, retried, never fatal

@@ -28,8 +28,9 @@ from prometheus_client.exposition import choose_encoder
 
 from agent.health import Health, HealthSnapshot
 from agent.model import AgentState, Evaluation
+from agent.sinks.collectors import health_registry, process_registry
 from agent.sinks.httpserver import BoundedServer, Response, bind
-from agent.sinks.metrics import EXPOSITIONS, Expositions, health_registry, process_registry
+from agent.sinks.prerender import EXPOSITIONS, Expositions
 
 StateGetter = Callable[[], AgentState | None]
 StatusJson = Callable[[Evaluation], Mapping[str, Any]]
