@@ -38,8 +38,9 @@ DISCOVER: Literal["discover"] = "discover"
 
 
 @dataclass(frozen=True)
-class KubeletSettings:
-    """What the agent knows about the running kubelet, each fact with where it came from.
+class KubeletAccess:
+    """How the agent reaches the kubelet and what it authenticates with, each fact with
+    where it came from (the discovered settings themselves are agent.model.KubeletSettings).
 
     The one place the kubelet's serving endpoint, --kubeconfig and --bootstrap-kubeconfig
     are decided: today from flags and defaults (``kubelet_settings``); kubelet discovery
@@ -76,14 +77,14 @@ class SourceSettings:
     ca_files: tuple[Path, ...] = ()
     watch_paths: tuple[Path, ...] = ()
     watch_recursive: tuple[Path, ...] = ()
-    # kubeadm control plane: inventoried when DIR/pki/ca.crt exists, or always when the
-    # operator named the dir (then what is missing is reported); None: --no-kubeadm.
+    # kubeadm control plane: inventoried when DIR looks like one (sources.kubeadm), or
+    # always when the operator named the dir (then what is missing is reported); None: --no-kubeadm.
     kubeadm_dir: Path | None = Path(default_kubeadm_dir())
     kubeadm_explicit: bool = False
     node_name: str = ""
     max_file_bytes: int = MAX_FILE_BYTES
     host_root: Path = Path("/")
-    kubelet: KubeletSettings = KubeletSettings()
+    kubelet: KubeletAccess = KubeletAccess()
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,8 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kubeadm-dir", default=None, metavar="DIR",
                    help="kubeadm's dir on a control-plane node: judge everything `kubeadm "
                         "certs check-expiration` lists (default: "
-                        f"{default_kubeadm_dir()}, used when DIR/pki/ca.crt exists)")
+                        f"{default_kubeadm_dir()}, used when DIR/pki/ca.crt and "
+                        "pki/apiserver.crt or manifests/kube-apiserver.yaml exist)")
     g.add_argument("--no-kubeadm", action="store_true",
                    help="do not look at the kubeadm control plane")
     g.add_argument("--node-name", default=None, metavar="NAME",
@@ -217,12 +219,12 @@ def dialable(host: str) -> str:
     return host
 
 
-def kubelet_settings(ns: argparse.Namespace) -> KubeletSettings:
+def kubelet_settings(ns: argparse.Namespace) -> KubeletAccess:
     """The kubelet facts from the flags (kubelet discovery will take this over)."""
     endpoint = getattr(ns, "kubelet_endpoint", None)
     kubeconfig = getattr(ns, "kubeconfig", None)
     bootstrap = getattr(ns, "bootstrap_kubeconfig", DEFAULT_BOOTSTRAP_KUBECONFIG)
-    return KubeletSettings(
+    return KubeletAccess(
         host=endpoint[0] if endpoint else DEFAULT_KUBELET_HOST,
         port=endpoint[1] if endpoint else DEFAULT_KUBELET_PORT,
         endpoint_source="--kubelet-endpoint" if endpoint else "default",

@@ -21,7 +21,7 @@ from typing import Any
 
 from cryptography import x509
 
-from agent.config import DEFAULT_KUBECONFIGS, KubeletSettings
+from agent.config import DEFAULT_KUBECONFIGS, KubeletAccess
 from agent.kubelet import current_name
 from agent.model import (
     CertFile,
@@ -42,7 +42,7 @@ from agent.sources.parse import parse_bundle, parse_key
 MAX_LINKS = 40  # as the kernel's ELOOP limit
 
 
-def kubelet_kubeconfig(kubelet: KubeletSettings,
+def kubelet_kubeconfig(kubelet: KubeletAccess,
                        candidates: tuple[str, ...] = DEFAULT_KUBECONFIGS) -> Path | None:
     """The configured one (even if missing), else the first existing default."""
     if kubelet.kubeconfig is not None:
@@ -165,7 +165,7 @@ def _client(user: dict[str, Any], path: Path, current: str, *,
     return _Client(replace(info, cert_source=KubeconfigCertSource.FILE), cf, trusted)
 
 
-def read_kubelet_kubeconfig(kubelet: KubeletSettings, cert_dir: str,
+def read_kubelet_kubeconfig(kubelet: KubeletAccess, cert_dir: str,
                             anchors: tuple[x509.Certificate, ...], limit: int
                             ) -> tuple[KubeconfigInfo | None, tuple[CertFile, ...]]:
     """(what the kubeconfig says, the certificates it adds to judge). Never raises.

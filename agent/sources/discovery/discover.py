@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agent.config import MAX_FILE_BYTES, ApiSettings, Settings, SourceSettings, dialable
-from agent.config import KubeletSettings as KubeletProbeDefaults
+from agent.config import KubeletAccess as KubeletProbeDefaults
 from agent.model import DEFAULT_SOURCE as DEFAULT
 from agent.model import KubeletSettings, Sourced
 from agent.sources.discovery import derive, pflags, procscan, units
