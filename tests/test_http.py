@@ -327,3 +327,50 @@ class TestGzip:
         result = subprocess.run([promtool, "check", "metrics"], input=gzip.decompress(zipped),
                                 capture_output=True, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow  # Prometheus takes seconds to start
+def test_a_real_prometheus_scrapes_the_gzipped_members(tmp_path: Path,
+                                                        server: MetricsServer,
+                                                        published: Published) -> None:
+    """Debian's Prometheus (Go's gzip reader, its own parser) scrapes the agent with
+    ``Accept-Encoding: gzip``: the scrape is up and it stored series from both members
+    (the state's ``status`` and the live ``verdict_stale``)."""
+    import subprocess
+    import time
+    import urllib.parse
+    import urllib.request
+
+    published.state = fx.full_state()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global: {scrape_interval: 1s}\nscrape_configs:\n- job_name: agent\n"
+                      f"  static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n")
+    process = subprocess.Popen(
+        [require_tool("prometheus"), f"--config.file={config}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--log.level=error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def query(expr: str) -> list[Any]:
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return list(json.load(reply)["data"]["result"])
+
+    expr = ('up{job="agent"} == 1 and on() kubelet_cert_agent_status == 2 '
+            "and on() kubelet_cert_agent_verdict_stale == 0")
+    found: list[Any] = []
+    try:
+        for _ in range(300):  # bounded: 30 s
+            try:
+                found = query(expr)
+            except OSError:
+                found = []
+            if found or process.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert found, "Prometheus never stored a good scrape with both members' series"
