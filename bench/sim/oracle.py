@@ -150,6 +150,7 @@ class Score:
     truth: Truth
     firings: list[Firing]
     false_alarms: list[Firing] = field(default_factory=list)
+    extra_pages: list[str] = field(default_factory=list)  # beyond one per node and cause
 
     @property
     def missed(self) -> list[Incident]:

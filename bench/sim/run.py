@@ -85,7 +85,7 @@ def _setup(s: Scenario, keep: frozenset[str], workdir: Path
     rng = random.Random(s.seed)
     runs = []
     for i in range(s.nodes):
-        name = f"node-{i:03d}"
+        name = f"{s.node_prefix}-{i:03d}"
         kubelet = Kubelet(s, cluster, workdir / name, name, random.Random(rng.random()))
         kubelet.install()
         runs.append(NodeRun(name, kubelet))

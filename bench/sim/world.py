@@ -64,3 +64,17 @@ class Scenario:
     expect: str = ""  # what the table should show, for the reader
     nodes: int = 1
     tags: frozenset[str] = field(default_factory=frozenset)
+    node_prefix: str = "node"
+    # a fleet: groups of nodes, each its own variant (faults per node); see :class:`Group`
+    fleet: tuple[Group, ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    """``count`` nodes of a fleet share the fault ``variant``; ``played`` of them are
+    simulated (the others behave the same: sampling keeps the runtime in budget)."""
+
+    name: str
+    count: int
+    played: int
+    variant: Scenario
