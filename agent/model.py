@@ -11,8 +11,10 @@ A snapshot never holds private-key bytes: a key is reduced to the SHA-256 of its
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 # The kubelet draws its rotation deadline uniformly in [nb + 0.7 T, nb + 0.9 T]
 # (client-go util/certificate, nextRotationDeadline).
@@ -117,8 +119,42 @@ class Sans:
 
 
 @dataclass(frozen=True)
+class CertDetails:
+    """What a certificate says beyond its names, serial and validity.
+
+    Only some checks and the JSON status read these; for the thousands of certificates of
+    a ``--watch`` directory or a CA bundle they are derived on first use (see
+    :attr:`CertInfo.details`), not at read time.
+    """
+
+    subject_cn: str | None = None
+    subject_orgs: tuple[str, ...] = ()
+    is_ca: bool = False  # basicConstraints CA:TRUE
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    other_sans: tuple[str, ...] = ()  # "email:x", "URI:y"
+    key_usage: tuple[str, ...] = ()  # e.g. "digital_signature"
+    ext_key_usage: tuple[str, ...] = ()  # e.g. "serverAuth", "clientAuth"
+    key_algorithm: str = ""  # e.g. "EC P-256", "RSA 2048"
+    spki_sha256: str = ""  # SHA-256 of the SubjectPublicKeyInfo DER ("" if unusable)
+    # Set when an extension or the key could not be decoded on first use (a certificate
+    # read eagerly is rejected for it instead): what is missing above, in our words.
+    error: str | None = None
+
+
+NO_DETAILS = CertDetails()
+
+
+@dataclass(frozen=True)
 class CertInfo:
-    """One parsed X.509 certificate."""
+    """One parsed X.509 certificate.
+
+    The fields are what the metrics and the expiry/issuer checks need, computed at read
+    time (names, serial, fingerprint, validity, self-issued). ``derive`` gives the rest
+    (:class:`CertDetails`): the details themselves, or a function computing them from
+    the certificate's (public) DER bytes, called once, on first use. It is left out of
+    comparisons: the fingerprint already identifies the encoding they come from.
+    """
 
     subject: str  # RFC 4514
     issuer: str  # RFC 4514
@@ -126,17 +162,56 @@ class CertInfo:
     fingerprint_sha256: str  # lowercase hex
     not_before: datetime
     not_after: datetime
-    subject_cn: str | None = None
-    subject_orgs: tuple[str, ...] = ()
-    dns_names: tuple[str, ...] = ()
-    ip_addresses: tuple[str, ...] = ()
-    other_sans: tuple[str, ...] = ()  # "email:x", "URI:y"
-    key_usage: tuple[str, ...] = ()  # e.g. "digital_signature"
-    ext_key_usage: tuple[str, ...] = ()  # e.g. "serverAuth", "clientAuth"
-    key_algorithm: str = ""  # e.g. "EC P-256", "RSA 2048"
-    spki_sha256: str = ""  # SHA-256 of the SubjectPublicKeyInfo DER
-    is_ca: bool = False
     self_issued: bool = False  # issuer == subject and its own key verifies it
+    derive: CertDetails | Callable[[], CertDetails] = field(
+        default=NO_DETAILS, compare=False, repr=False)
+
+    @cached_property
+    def details(self) -> CertDetails:
+        # cached_property writes the instance __dict__ directly: allowed on a frozen
+        # dataclass, and two threads racing here compute the same value.
+        derive = self.derive
+        return derive if isinstance(derive, CertDetails) else derive()
+
+    @property
+    def subject_cn(self) -> str | None:
+        return self.details.subject_cn
+
+    @property
+    def subject_orgs(self) -> tuple[str, ...]:
+        return self.details.subject_orgs
+
+    @property
+    def is_ca(self) -> bool:
+        return self.details.is_ca
+
+    @property
+    def dns_names(self) -> tuple[str, ...]:
+        return self.details.dns_names
+
+    @property
+    def ip_addresses(self) -> tuple[str, ...]:
+        return self.details.ip_addresses
+
+    @property
+    def other_sans(self) -> tuple[str, ...]:
+        return self.details.other_sans
+
+    @property
+    def key_usage(self) -> tuple[str, ...]:
+        return self.details.key_usage
+
+    @property
+    def ext_key_usage(self) -> tuple[str, ...]:
+        return self.details.ext_key_usage
+
+    @property
+    def key_algorithm(self) -> str:
+        return self.details.key_algorithm
+
+    @property
+    def spki_sha256(self) -> str:
+        return self.details.spki_sha256
 
     @property
     def lifetime(self) -> timedelta:
@@ -421,6 +496,9 @@ class Snapshot:
     cert_dir_identity: tuple[int, int] | None = None  # (st_dev, st_ino); None: not a dir
     probe: ProbeResult | None = None  # None: --no-probe / not probed
     kubeconfig: KubeconfigInfo | None = None  # None: not judged
+    # False while the daemon's first scan of big --watch directories is still running:
+    # this snapshot holds everything else, and the complete one follows.
+    complete: bool = True
 
     def cert(self, role: Role) -> CertFile | None:
         """The first certificate file with this role, if any."""

@@ -10,6 +10,7 @@ Real file trees are written by tests/nodetree.py instead.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from agent.model import (
     ApiError,
     ApiProblem,
     ApiState,
+    CertDetails,
     CertFile,
     CertInfo,
     CsrInfo,
@@ -49,7 +51,12 @@ def cert(not_before: datetime, not_after: datetime, **kw: Any) -> CertInfo:
     fields: dict[str, Any] = {"subject": "CN=kubernetes", "issuer": "CN=kubernetes",
                               "serial": "01", "fingerprint_sha256": "ab"}
     fields.update(kw)
-    return CertInfo(not_before=not_before, not_after=not_after, **fields)
+    details = {k: fields.pop(k) for k in _DETAIL_FIELDS if k in fields}
+    return CertInfo(not_before=not_before, not_after=not_after, derive=CertDetails(**details),
+                    **fields)
+
+
+_DETAIL_FIELDS = tuple(f.name for f in dataclasses.fields(CertDetails))
 
 
 def leaf(not_before: datetime | None = None, not_after: datetime | None = None, *,

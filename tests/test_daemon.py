@@ -56,6 +56,37 @@ def finding_codes(state: AgentState) -> set[str]:
     return {f.code for f in state.evaluation.findings}
 
 
+class TestFirstScan:
+    def test_the_kubelet_certificates_are_published_before_a_big_watch_scan(
+            self, node: Node, tmp_path: Path) -> None:
+        """The first evaluation publishes the cert dir marked incomplete, then everything."""
+        watched = tmp_path / "watched"
+        watched.mkdir()
+        (watched / "front-proxy.crt").write_bytes(node.pki.ca.cert_pem())
+        daemon = daemon_for(node)
+        daemon.settings = replace(daemon.settings, sources=replace(
+            daemon.settings.sources, watch_paths=(watched,)))
+        seen: list[AgentState] = []
+        publish = daemon.holder.set
+        daemon.holder.set = lambda state: (seen.append(state), publish(state))[1]  # type: ignore[method-assign]
+        daemon.run_once(NOW)
+        daemon.run_once(at(1))
+        partial, complete = seen[0].evaluation.snapshot, seen[1].evaluation.snapshot
+        assert not partial.complete and partial.cert(Role.CLIENT) is not None
+        assert partial.cert(Role.WATCHED) is None
+        assert complete.complete and complete.cert(Role.WATCHED) is not None
+        assert len(seen) == 3 and seen[2].evaluation.snapshot.complete  # once, at the start
+
+    def test_without_watch_paths_the_first_state_is_complete(self, node: Node) -> None:
+        """Nothing slow to wait for: no partial state is published."""
+        daemon = daemon_for(node)
+        seen: list[AgentState] = []
+        publish = daemon.holder.set
+        daemon.holder.set = lambda state: (seen.append(state), publish(state))[1]  # type: ignore[method-assign]
+        daemon.run_once(NOW)
+        assert [s.evaluation.snapshot.complete for s in seen] == [True]
+
+
 class TestRunOnce:
     def test_a_healthy_node_publishes_no_findings(self, node: Node) -> None:
         daemon = daemon_for(node)

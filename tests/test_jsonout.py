@@ -39,9 +39,9 @@ from tests.snapshots import (
 
 # The documented interface (README, section "JSON status"): consumers rely on these keys.
 TOP_LEVEL = {"schema_version", "status", "exit_code", "node", "evaluated_at",
-             "snapshot_taken_at", "cert_dir", "kubeadm_dir", "kubelet_config", "certificates",
-             "findings", "counts", "history", "updated_links", "api",
-             "probe", "kubeconfig"}
+             "snapshot_taken_at", "inventory_complete", "cert_dir", "kubeadm_dir",
+             "kubelet_config", "certificates", "findings", "counts", "history", "updated_links",
+             "api", "probe", "kubeconfig"}
 CERTIFICATE = {"role", "path", "target", "subject", "issuer", "serial", "fingerprint_sha256",
                "not_before", "not_after", "rotation_window_start", "rotation_window_end",
                "self_signed", "sans", "key_matches", "trusted", "key_match", "key_path",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from agent import __version__, codes
 from agent.checks.csr import trail
@@ -21,8 +22,11 @@ from agent.kubelet import SERVING_SIGNER
 from agent.model import (
     AgentState,
     AgentStats,
+    CertFile,
+    CertInfo,
     Evaluation,
     Finding,
+    Role,
     Severity,
 )
 from agent.sinks import metrics
@@ -48,25 +52,23 @@ def value(state: AgentState | None, name: str, /, **labels: str) -> float | None
 
 
 def client_labels() -> dict[str, str]:
-    return {"role": "client", "path": fx.CLIENT_PATH, "target": fx.CLIENT_TARGET,
-            "serial": "0a1b2c", "subject": fx.NODE_SUBJECT, "issuer": "CN=kubernetes"}
+    return {"role": "client", "path": fx.CLIENT_PATH}
 
 
 def server_labels() -> dict[str, str]:
-    return {"role": "server", "path": fx.SERVER_PATH, "target": fx.SERVER_TARGET,
-            "serial": "ff01", "subject": fx.NODE_SUBJECT, "issuer": "CN=kubernetes"}
+    return {"role": "server", "path": fx.SERVER_PATH}
 
 
 def self_signed_labels() -> dict[str, str]:
-    return {"role": "kubelet-crt", "path": fx.SELF_SIGNED_PATH, "target": fx.SELF_SIGNED_PATH,
-            "serial": "1234", "subject": fx.SELF_SIGNED_LEAF.subject,
-            "issuer": fx.SELF_SIGNED_LEAF.issuer}
+    return {"role": "kubelet-crt", "path": fx.SELF_SIGNED_PATH}
 
 
 def ca_labels(which: int) -> dict[str, str]:
-    ca = fx.CA_1 if which == 1 else fx.CA_2
-    return {"role": "ca", "path": fx.CA_PATH, "target": fx.CA_PATH, "serial": ca.serial,
-            "subject": ca.subject, "issuer": ca.issuer}
+    return {"role": "ca", "path": fx.CA_PATH, "index": str(which - 1)}
+
+
+def ca_labels_file() -> dict[str, str]:
+    return {"role": "ca", "path": fx.CA_PATH}
 
 
 def with_state(snapshot_changes: dict[str, object] | None = None,
@@ -111,12 +113,56 @@ class TestCertificateFamilies:
     @pytest.mark.parametrize(("name", "labels", "expected"), [
         pytest.param("certificate_self_signed", self_signed_labels, 1.0, id="fallback-self-signed"),
         pytest.param("certificate_self_signed", client_labels, 0.0, id="client-not-self-signed"),
+        pytest.param("certificate_self_signed", ca_labels_file, None, id="not-for-a-ca"),
         pytest.param("certificate_stale", server_labels, 1.0, id="unreadable-now-is-stale"),
-        pytest.param("certificate_stale", client_labels, 0.0, id="fresh-is-not-stale"),
+        pytest.param("certificate_stale", client_labels, None, id="fresh-has-no-stale-series"),
     ])
-    def test_flags(self, name: str, labels: LabelsOf, expected: float) -> None:
-        """Self-signed and stale are 0/1 flags on every certificate."""
+    def test_flags(self, name: str, labels: LabelsOf, expected: float | None) -> None:
+        """Self-signed is a 0/1 flag on the kubelet's own certificates; stale shows only
+        while it is true (one series fewer per certificate on a big node)."""
         assert value(fx.full_state(), name, **labels()) == expected
+
+    @pytest.mark.parametrize(("labels", "leaf", "target"), [
+        pytest.param(client_labels, fx.CLIENT_LEAF, fx.CLIENT_TARGET, id="client-link"),
+        pytest.param(self_signed_labels, fx.SELF_SIGNED_LEAF, None, id="plain-file"),
+    ])
+    def test_info_carries_the_descriptive_labels_once(
+            self, labels: LabelsOf, leaf: CertInfo, target: str | None) -> None:
+        """Subject, issuer, serial and (for a link) the target are on the info series only."""
+        described = {**labels(), "subject": leaf.subject, "issuer": leaf.issuer,
+                     "serial": leaf.serial}
+        if target is not None:
+            described["target"] = target
+        state = fx.full_state()
+        assert value(state, "certificate_info", **described) == 1.0
+        text = render(state).decode()
+        numeric = [line for line in text.splitlines() if line.startswith(P + "certificate_")
+                   and not line.startswith(P + "certificate_info")]
+        assert numeric and not any("serial=" in line or "subject=" in line for line in numeric)
+
+    def test_numeric_series_join_the_info_series_on_path_and_role(self) -> None:
+        """Every numeric certificate series has exactly one info series with its identity."""
+        ident = re.compile(r'^(kubelet_cert_agent_certificate_\w+)\{(.*)\} ', re.MULTILINE)
+        info, numeric = set(), set()
+        for name, labels in ident.findall(render(fx.full_state()).decode()):
+            pairs = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            key = (pairs["path"], pairs["role"], pairs.get("index"))
+            (info if name.endswith("_info") else numeric).add(key)
+        assert numeric and {(p, r) for p, r, _ in numeric} <= {(p, r) for p, r, _ in info}
+        assert {k for k in numeric if k[2] is not None} <= info
+
+    def test_one_certificate_costs_few_bytes(self) -> None:
+        """A plain watched certificate is one info line and two validity lines, nothing else:
+        the path is written three times and every other label once."""
+        leaf = fx.cert_info("0102", fx.NOW, 90, subject="CN=watched", issuer="CN=kubernetes")
+        watched = CertFile(role=Role.WATCHED, path="/etc/kubernetes/pki/front-proxy.crt",
+                           target="/etc/kubernetes/pki/front-proxy.crt", chain=(leaf,),
+                           leaf=leaf)
+        lines = [line for line in render(with_state({"certs": (watched,)})).decode()
+                 .splitlines() if "front-proxy.crt" in line and not line.startswith("#")]
+        assert len(lines) == 3, lines
+        assert sum(line.count("front-proxy.crt") for line in lines) == 3
+        assert sum(line.count("CN=") for line in lines) == 2
 
     def test_a_file_without_a_certificate_has_no_certificate_series(self) -> None:
         """An unreadable file is reported as a finding, never as a certificate with no dates."""
@@ -152,6 +198,12 @@ class TestVerdict:
             self, findings: tuple[Finding, ...], expected: float) -> None:
         """0 OK, 1 WARNING, 2 CRITICAL."""
         assert value(with_state(findings=findings), "status") == expected
+
+    @pytest.mark.parametrize("complete", [True, False], ids=["complete", "first-scan"])
+    def test_inventory_complete_says_whether_every_input_was_read(self, complete: bool
+                                                                   ) -> None:
+        """0 while the daemon shows a partial first snapshot, 1 afterwards."""
+        assert value(with_state({"complete": complete}), "inventory_complete") == float(complete)
 
     def test_status_is_unknown_before_the_first_evaluation(self) -> None:
         """No state yet: status 3 and build info, nothing else."""
@@ -315,6 +367,39 @@ def _promtool_check_metrics(text: bytes) -> subprocess.CompletedProcess[bytes]:
 
 
 class TestExposition:
+    @pytest.mark.parametrize("accept", ["", "application/openmetrics-text;version=1.0.0"],
+                             ids=["text-0.0.4", "openmetrics-1.0.0"])
+    @pytest.mark.parametrize("source", ["full", "quiet", "none", "api-down", "odd-labels",
+                                        "real-node"])
+    def test_the_fast_exposition_is_prometheus_clients_byte_for_byte(
+            self, source: str, accept: str, tmp_path: Path) -> None:
+        """The agent writes both formats itself; prometheus_client would write the same."""
+        odd = dataclasses.replace(fx.CLIENT_LEAF, subject='CN=a"b\\c\nd', issuer="CN=é")
+        states = {
+            "full": fx.full_state, "quiet": fx.quiet_state, "none": lambda: None,
+            "api-down": lambda: with_state({"api": fx.failing_api_state()}, findings=()),
+            "odd-labels": lambda: with_state({"certs": (dataclasses.replace(
+                fx.certs()[0], leaf=odd, chain=(odd,)),)}),
+            "real-node": lambda: real_node_state(tmp_path)[0],
+        }
+        state = states[source]()
+        content_type, fast = metrics.Expositions().body(state, accept)
+        encoder, expected_type = choose_encoder(accept)
+        assert content_type == expected_type
+        assert fast == encoder(registry(state))
+
+    def test_a_prerendered_state_is_served_without_rendering_again(self) -> None:
+        """The body of a prerendered state is the stored one; after retain() only the
+        published state's bodies are kept."""
+        cache, old, new = metrics.Expositions(), fx.full_state(), fx.quiet_state()
+        cache.prerender(old)
+        cache.prerender(new)
+        assert cache.body(old)[1] is cache.body(old)[1]
+        first = cache.body(old)[1]
+        cache.retain(new)
+        assert cache.body(new)[1] is cache.body(new)[1]
+        assert cache.body(old)[1] == first and cache.body(old)[1] is not first
+
     def test_render_matches_the_golden_file(self) -> None:
         """The exposition of the full fixture state is stable (UPDATE_GOLDEN=1 rewrites it)."""
         text = render(fx.full_state()).decode().replace(

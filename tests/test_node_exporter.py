@@ -77,12 +77,17 @@ def node_exporter(textfile_dir: Path) -> Iterator[int]:
 
 
 def samples(exposition: str, prefix: str) -> dict[str, str]:
-    """``series -> value`` for every sample line starting with ``prefix``."""
+    """``series -> value`` for every sample line starting with ``prefix``.
+
+    Empty labels are dropped: node_exporter gives every sample of a family the same label
+    names (``index=""`` where we write none), and Prometheus stores an empty label as absent.
+    """
     found = {}
     for line in exposition.splitlines():
         if line.startswith(prefix):
             series, value = line.rsplit(" ", 1)
-            found[series] = value
+            series = re.sub(r'(?<=[{,])\w+="",?', "", series).replace(",}", "}")
+            found[series.replace("{}", "")] = value
     return found
 
 

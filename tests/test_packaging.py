@@ -137,6 +137,13 @@ class TestNfpmConfig:
         project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
         assert first.startswith(f"kubelet-cert-agent ({project['version']}) ")
 
+    def test_the_agent_reports_the_project_version(self) -> None:
+        """agent.__version__ (a constant, for start-up time) is pyproject.toml's (bump both)."""
+        from agent import __version__
+
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+        assert __version__ == project["version"]
+
     def test_license_is_the_apache_2_text(self) -> None:
         """LICENSE is the full Apache License 2.0, as pyproject.toml declares."""
         text = (ROOT / "LICENSE").read_text()

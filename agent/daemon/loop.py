@@ -15,10 +15,12 @@ previous published state stays.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,6 +189,8 @@ class Daemon:
         with self._api_lock:
             api, self._api_changed = self._api_state, False
         probe = self._probe(now)
+        if self._snapshot is None and self.settings.sources.watch_paths:
+            self._publish_partial(now, api, probe)
         snapshot = merge_stale(self._snapshot,
                                build_snapshot(self.settings.sources, now, api, probe), now)
         moved = set(changed) | changed_paths(self._snapshot, snapshot)
@@ -207,7 +211,7 @@ class Daemon:
         stats = record_fs_events(stats, fs_events)
         self.stats = record_evaluation(stats, now, self._monotonic() - started)
         state = AgentState(evaluation=published, stats=self.stats)
-        self.holder.set(state)
+        self._publish(state)
         emit(events)
         if Role.CLIENT in roles:
             self.services.credentials_changed()
@@ -235,6 +239,31 @@ class Daemon:
             return None
         return judge(self._published.snapshot, now, self.settings.policy).findings
 
+    def _publish_partial(self, now: datetime, api: ApiState | None,
+                         probe: ProbeResult | None) -> None:
+        """Before the first scan of the ``--watch`` paths (ten thousand files take seconds),
+        publish the kubelet's own certificates, marked incomplete: scrapes see those at once.
+
+        Nothing is settled, diffed or logged: the complete evaluation right after does that.
+        """
+        sources = replace(self.settings.sources, watch_paths=())
+        snapshot = replace(build_snapshot(sources, now, api, probe), complete=False)
+        self._publish(AgentState(evaluation=judge(snapshot, now, self.settings.policy),
+                                 stats=self.stats))
+
+    def _publish(self, state: AgentState) -> None:
+        """Render the exposition of ``state``, then make it the one scrapes see.
+
+        In this order a scrape never renders (nor waits for) thousands of certificates: it
+        serves the previous state's body until the new one is ready.
+        """
+        from agent.sinks.metrics import EXPOSITIONS
+
+        EXPOSITIONS.prerender(state)
+        self.holder.set(state)
+        EXPOSITIONS.retain(state)
+        _release_memory()
+
     def _write_textfile(self, state: AgentState) -> None:
         directory = self.settings.daemon.textfile_dir
         if directory is None:
@@ -247,7 +276,7 @@ class Daemon:
             if not isinstance(exc, OSError):  # a full disk is not a bug; anything else is
                 self.health.internal_error("textfile")
             self.stats = record_textfile_error(self.stats)
-            self.holder.set(AgentState(evaluation=state.evaluation, stats=self.stats))
+            self._publish(AgentState(evaluation=state.evaluation, stats=self.stats))
             if not self._textfile_failing:
                 error = getattr(exc, "strerror", None) or type(exc).__name__
                 emit([event("textfile_write_failed", "error", directory=str(directory),
@@ -446,6 +475,29 @@ class Daemon:
         if messages:
             self._notifier.send(*messages)
         return line
+
+
+def _release_memory() -> None:
+    """Give the C heap's free pages back to the system after an evaluation.
+
+    Rendering 10,000 certificates peaks at tens of megabytes that glibc keeps mapped after
+    Python frees them: on a node that is RSS the agent does not use. Elsewhere (musl, no
+    libc found) this does nothing.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
 
 
 def status_line(ev: Evaluation | None) -> str:

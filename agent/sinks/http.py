@@ -28,7 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from agent.health import Health, HealthSnapshot
 from agent.model import AgentState, Evaluation
 from agent.sinks.httpserver import BoundedServer, Response, bind
-from agent.sinks.metrics import health_registry, process_registry, registry_for
+from agent.sinks.metrics import EXPOSITIONS, Expositions, health_registry, process_registry
 
 StateGetter = Callable[[], AgentState | None]
 StatusJson = Callable[[Evaluation], Mapping[str, Any]]
@@ -68,7 +68,7 @@ class Endpoints:
     """Request routing, independent of the socket layer: path + Accept -> Response."""
 
     def __init__(self, get_state: StateGetter, status_json: StatusJson | None = None,
-                 health: Health | None = None) -> None:
+                 health: Health | None = None, expositions: Expositions = EXPOSITIONS) -> None:
         self._get_state = get_state
         self._status_json = status_json or _default_status_json
         self._health = health or Health()
@@ -77,9 +77,8 @@ class Endpoints:
         # scrape under a flood) at most once per PROCESS_TTL seconds. Per content type.
         self._health_cache: dict[str, tuple[HealthSnapshot, bytes]] = {}
         self._process_cache: dict[str, tuple[float, bytes]] = {}
-        # The exposition of the last state rendered, per content type. A state is immutable,
-        # so while the daemon publishes nothing new a scrape costs a dictionary lookup.
-        self._cache: tuple[AgentState | None, dict[str, bytes]] = (None, {})
+        # Shared with the daemon, which renders each state there before publishing it.
+        self._expositions = expositions
 
     def respond(self, path: str, accept: str) -> Response:
         route = urlsplit(path).path
@@ -106,14 +105,9 @@ class Endpoints:
             self._health.internal_error("http")
             _log.error("http_get_state_failed", error=type(exc).__name__)
             state = None
-        cached_state, bodies = self._cache
-        if cached_state is not state:
-            bodies = {}
-            self._cache = (state, bodies)
-        body = bodies.get(content_type)
-        if body is None:
-            # Rendered from the state fetched above, so the body and the cache key agree.
-            body = bodies[content_type] = encoder(registry_for(lambda: state))
+        # Rendered by the daemon before it published the state (a lookup here), or now for a
+        # state or content type nobody rendered ahead.
+        content_type, body = self._expositions.body(state, accept)
         # The agent's health and process_* move between evaluations: appended after the
         # cached verdict. OpenMetrics allows one "# EOF", last.
         live = self._live_health(encoder, content_type) + self._live_process(encoder,

@@ -47,6 +47,7 @@ def evaluation_to_dict(ev: Evaluation) -> dict[str, Any]:
         "node": snap.node_name,
         "evaluated_at": timestamp(ev.now),
         "snapshot_taken_at": timestamp(snap.taken_at),
+        "inventory_complete": snap.complete,
         "cert_dir": snap.cert_dir,
         "kubeadm_dir": snap.kubeadm_dir,
         "kubelet_config": _kubelet_config(snap.kubelet_config),

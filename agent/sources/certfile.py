@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptography import x509
 
+from agent.kubelet import KUBELET_ROLES
 from agent.model import CertFile, KeyMatch, LinkState, ReadError, ReadProblem, Role
 from agent.sources.files import problem_for, read_file
 from agent.sources.parse import ParsedBundle, parse_bundle, parse_key
@@ -55,7 +56,9 @@ def _load(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes:
         st = pre_stat or os.stat(target)
     except OSError as exc:
         return result(None, problem_for(exc, target)), None
-    cache_key = _cache_key(target, st, anchors) if stat.S_ISREG(st.st_mode) else None
+    # The kubelet's own certificates are checked field by field (SANs, key): decode all now.
+    eager = role in KUBELET_ROLES
+    cache_key = _cache_key(target, st, anchors, eager) if stat.S_ISREG(st.st_mode) else None
     parsed = _PARSED.get(cache_key) if cache_key else None
     size: int | None = st.st_size
     if parsed is None:
@@ -63,7 +66,8 @@ def _load(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes:
         if read.error is not None:
             return result(read.size, read.error), None
         assert read.data is not None  # noqa: S101 - read_file returns data when error is None
-        parsed = parse_bundle(read.data, anchors, keep_x509=role in AUTHORITY_ROLES)
+        parsed = parse_bundle(read.data, anchors, keep_x509=role in AUTHORITY_ROLES,
+                              eager=eager)
         size = read.size
         if cache_key and size == st.st_size:  # read what was stat'ed: safe to reuse
             _PARSED.put(cache_key, parsed)
@@ -79,11 +83,11 @@ def _load(role: Role, path: str, anchors: Sequence[x509.Certificate], max_bytes:
 CacheKey = tuple[object, ...]
 
 
-def _cache_key(path: str, st: os.stat_result,
-               anchors: Sequence[x509.Certificate]) -> CacheKey:
+def _cache_key(path: str, st: os.stat_result, anchors: Sequence[x509.Certificate],
+               eager: bool) -> CacheKey:
     """A file is unchanged while path, inode, size, mtime and ctime are (ctime cannot be set)."""
     return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-            tuple(anchors))
+            tuple(anchors), eager)
 
 
 class _ParseCache:
@@ -142,6 +146,8 @@ def _key_match(parsed: ParsedBundle, key_path: str | None, max_bytes: int, *,
     if error is not None or spki is None or parsed.leaf is None:
         return KeyMatch.UNREADABLE, error
     owners = parsed.certificates if any_certificate else (parsed.leaf,)
+    if not any(c.spki_sha256 for c in owners):  # public keys cryptography cannot load
+        return KeyMatch.UNREADABLE, None
     matched = any(spki == c.spki_sha256 for c in owners)
     return (KeyMatch.MATCH if matched else KeyMatch.MISMATCH), None
 

@@ -128,42 +128,54 @@ def _der_key(data: bytes) -> tuple[str | None, ReadError | None]:
 
 
 def parse_bundle(data: bytes, anchors: Sequence[x509.Certificate] = (), *,
-                 keep_x509: bool = True) -> ParsedBundle:
+                 keep_x509: bool = True, eager: bool = True) -> ParsedBundle:
     """Parse a certificate file's bytes; every failure is a specific ReadError.
 
     ``keep_x509=False`` leaves ``x509_certificates`` empty (only trust anchors need
     cryptography's objects; the inventory caches everything else without them).
+    ``eager=False`` leaves each certificate's details (SANs, key usages, key) to be
+    derived on first use, and does not reject a certificate for a malformed extension:
+    for the thousands of ``--watch`` and CA certificates only names and dates matter.
     """
     try:
-        return _parse(data, anchors, keep_x509)
+        return _parse(data, anchors, keep_x509, eager)
     except Exception as exc:  # every input problem is a ReadError above: this is our bug
         # Not a finding about the operator's file (issue 8): the daemon keeps the last good
         # verdict, counts internal_errors_total{component="parse"} and logs the traceback.
         raise AgentFault("parse", f"certificate parser failed ({type(exc).__name__})") from exc
 
 
-def _parse(data: bytes, anchors: Sequence[x509.Certificate], keep_x509: bool) -> ParsedBundle:
+def _parse(data: bytes, anchors: Sequence[x509.Certificate], keep_x509: bool,
+           eager: bool) -> ParsedBundle:
     if not data.strip():
         return _error(ReadProblem.EMPTY, "file is empty" if not data else "file holds only blanks")
     if b"-----BEGIN " not in data:
-        return _parse_der(data, anchors, keep_x509)
+        return _parse_der(data, anchors, keep_x509, eager)
     blocks = _pem_blocks(data)
     if isinstance(blocks, ReadError):
         return ParsedBundle(error=blocks)
     if not blocks:
         return _error(ReadProblem.GARBAGE, "malformed PEM BEGIN line")
-    return _parse_blocks(blocks, anchors, keep_x509)
+    return _parse_blocks(blocks, anchors, keep_x509, eager)
+
+
+def _described(der: bytes, eager: bool) -> tuple[x509.Certificate, CertInfo]:
+    """describe_der, and with ``eager`` the details now, rejecting what they cannot decode."""
+    found = describe_der(der)
+    if eager and (error := found[1].details.error) is not None:
+        raise CertificateRejected(f"certificate has a {error}")
+    return found
 
 
 def _parse_blocks(blocks: list[_Block], anchors: Sequence[x509.Certificate],
-                  keep_x509: bool) -> ParsedBundle:
+                  keep_x509: bool, eager: bool) -> ParsedBundle:
     """Certificates in file order and the first private key; other blocks are ignored."""
     certs: list[tuple[x509.Certificate, CertInfo]] = []
     key: tuple[str | None, ReadError | None] | None = None
     for block in blocks:
         if block.label == b"CERTIFICATE":
             try:
-                certs.append(describe_der(_b64(block.body)))
+                certs.append(_described(_b64(block.body), eager))
             except (binascii.Error, ValueError) as exc:
                 why = str(exc) if isinstance(exc, CertificateRejected) else "not valid base64"
                 return _error(ReadProblem.BAD_CERTIFICATE,
@@ -184,11 +196,11 @@ def _no_certificate(blocks: list[_Block], has_key: bool) -> str:
 
 
 def _parse_der(data: bytes, anchors: Sequence[x509.Certificate],
-               keep_x509: bool) -> ParsedBundle:
+               keep_x509: bool, eager: bool) -> ParsedBundle:
     if data[0] != _ASN1_SEQUENCE:
         return _error(ReadProblem.GARBAGE, "neither PEM nor DER (no BEGIN line, no ASN.1 header)")
     try:
-        cert = describe_der(data)
+        cert = _described(data, eager)
     except CertificateRejected:
         if _der_key(data)[0] is not None:
             return _error(ReadProblem.NO_CERTIFICATE,
@@ -201,8 +213,13 @@ def _assemble(certs: list[tuple[x509.Certificate, CertInfo]],
               key: tuple[str | None, ReadError | None] | None,
               fmt: Literal["pem", "der"], anchors: Sequence[x509.Certificate],
               keep_x509: bool) -> ParsedBundle:
-    leaf_at = next((i for i, (_, info) in enumerate(certs) if not info.is_ca), 0)
-    trusted, self_signed = _chain_facts(certs, leaf_at, anchors)
+    # The CA flag is a detail (derived on first use): a single certificate is the leaf.
+    leaf_at = 0 if len(certs) == 1 else next(
+        (i for i, (_, info) in enumerate(certs) if not info.is_ca), 0)
+    if len(certs) == 1 and not anchors:  # nothing to walk: self-signed iff self-issued
+        trusted, self_signed = None, certs[0][1].self_issued
+    else:
+        trusted, self_signed = _chain_facts(certs, leaf_at, anchors)
     return ParsedBundle(
         certificates=tuple(info for _, info in certs),
         leaf=certs[leaf_at][1],

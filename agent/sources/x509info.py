@@ -1,9 +1,11 @@
 """One X.509 certificate (DER) -> :class:`agent.model.CertInfo`.
 
-Pure, no I/O. Every field is computed once per distinct DER encoding: results are
-kept in a small LRU cache keyed by the DER bytes (public data, never key material),
-because the daemon rebuilds its snapshot on every change and the certificates
-rarely change between two builds.
+Pure, no I/O. At read time only what the metrics and the expiry/issuer checks need is
+computed (names, serial, fingerprint, dates, CA flag, self-issued); SANs, key usages, key
+algorithm and SPKI hash are derived from the DER bytes on first use (:func:`details_of`),
+which for the thousands of certificates of a ``--watch`` directory or a CA bundle is
+usually never. Results are kept in a small LRU cache keyed by the DER bytes (public data,
+never key material).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from agent.kubelet import read_sans
-from agent.model import CertInfo
+from agent.model import CertDetails, CertInfo
+from agent.sources.dername import clear_cache as clear_name_cache
+from agent.sources.dername import subject_and_issuer
 
 # cryptography warns on stderr, at every parse, about a negative or zero serial (RFC 5280
 # forbids them, real CAs have issued them). The serial is reported as it is ("-3039");
@@ -28,7 +32,9 @@ from agent.model import CertInfo
 warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive",
                         category=CryptographyDeprecationWarning)
 
-CACHE_SIZE = 2048
+# Unchanged files are cached by stat (certfile._PARSED); this only spares parsing the same
+# certificate in several files, and each entry holds a cryptography object: keep it small.
+CACHE_SIZE = 256
 
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _EKU_NAMES = {
@@ -72,10 +78,6 @@ def spki_sha256(public_key: object) -> str:
     return hashlib.sha256(encoded).hexdigest()
 
 
-def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
-    return [str(a.value) for a in name.get_attributes_for_oid(oid)]
-
-
 def _key_usage(ku: x509.KeyUsage) -> tuple[str, ...]:
     names = [flag for flag in _KEY_USAGE_FLAGS if getattr(ku, flag)]
     if ku.key_agreement:  # encipher_only/decipher_only are defined only with key_agreement
@@ -83,9 +85,9 @@ def _key_usage(ku: x509.KeyUsage) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _extension_fields(cert: x509.Certificate) -> dict[str, object]:
+def _extension_fields(extensions: x509.Extensions) -> dict[str, object]:
     fields: dict[str, object] = {}
-    for ext in cert.extensions:  # parsed once, all of them; dispatch on the OID (cheap)
+    for ext in extensions:  # dispatch on the OID (cheap)
         oid, value = ext.oid, ext.value
         if oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
             sans = read_sans(value)
@@ -100,6 +102,45 @@ def _extension_fields(cert: x509.Certificate) -> dict[str, object]:
     return fields
 
 
+def details_of(cert: x509.Certificate) -> CertDetails:
+    """Subject CN and O, CA flag, SANs, key usages, key algorithm and SPKI hash of ``cert``.
+
+    Never raises (it runs on first use, anywhere): what cannot be decoded stays empty and
+    ``error`` says why; :func:`agent.sources.parse.parse_bundle` rejects such a certificate
+    when it is read eagerly.
+    """
+    fields: dict[str, object] = {}
+    cn, orgs = _subject_fields(cert.subject)
+    fields.update(subject_cn=cn, subject_orgs=orgs)
+    try:
+        fields.update(_extension_fields(cert.extensions))
+    except Exception as exc:  # a malformed extension: its message could quote the input
+        fields["error"] = f"malformed extension ({type(exc).__name__})"
+    try:
+        public_key = cert.public_key()
+        fields.update(key_algorithm=key_algorithm(public_key),
+                      spki_sha256=spki_sha256(public_key))
+    except Exception as exc:  # unsupported algorithm or malformed key: nothing to match
+        fields["error"] = f"unusable public key ({type(exc).__name__})"
+    return CertDetails(**fields)  # type: ignore[arg-type]
+
+
+class _FromDer:
+    """Derives a certificate's :class:`CertDetails` on first use from its DER bytes.
+
+    Holds the public encoding only (never key material) and no cryptography object, so
+    ten thousand of them cost their DER bytes and nothing else until someone asks.
+    """
+
+    __slots__ = ("_der",)
+
+    def __init__(self, der: bytes) -> None:
+        self._der = der
+
+    def __call__(self) -> CertDetails:
+        return details_of(x509.load_der_x509_certificate(self._der))
+
+
 def _signs_itself(cert: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(cert)
@@ -108,11 +149,25 @@ def _signs_itself(cert: x509.Certificate) -> bool:
     return True
 
 
+def _subject_fields(subject: x509.Name) -> tuple[str | None, tuple[str, ...]]:
+    """(first CN, every O) in one pass over the subject's attributes."""
+    cn: str | None = None
+    orgs: list[str] = []
+    for attribute in subject:
+        oid = attribute.oid
+        if oid == NameOID.COMMON_NAME and cn is None:
+            cn = str(attribute.value)
+        elif oid == NameOID.ORGANIZATION_NAME:
+            orgs.append(str(attribute.value))
+    return cn, tuple(orgs)
+
+
 def _describe(cert: x509.Certificate, data: bytes) -> CertInfo:
-    # Each property access builds new Python objects from the Rust side: read once.
-    subject, issuer, public_key = cert.subject, cert.issuer, cert.public_key()
-    subject_text, issuer_text = subject.rfc4514_string(), issuer.rfc4514_string()
-    cns = _first(subject, NameOID.COMMON_NAME)
+    """What the metrics and the expiry/issuer checks need; the rest waits (``_FromDer``)."""
+    # cert.subject/issuer build a Python object per attribute: read the DER when it can.
+    names = subject_and_issuer(data)
+    subject_text, issuer_text = names or (cert.subject.rfc4514_string(),
+                                          cert.issuer.rfc4514_string())
     return CertInfo(
         subject=subject_text,
         issuer=issuer_text,
@@ -120,14 +175,10 @@ def _describe(cert: x509.Certificate, data: bytes) -> CertInfo:
         fingerprint_sha256=hashlib.sha256(data).hexdigest(),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
-        subject_cn=cns[0] if cns else None,
-        subject_orgs=tuple(_first(subject, NameOID.ORGANIZATION_NAME)),
-        key_algorithm=key_algorithm(public_key),
-        spki_sha256=spki_sha256(public_key),
         # Only a certificate naming itself as issuer can be self-signed: the signature
         # check (tens of microseconds) runs for those alone.
-        self_issued=subject == issuer and _signs_itself(cert),
-        **_extension_fields(cert),  # type: ignore[arg-type]
+        self_issued=subject_text == issuer_text and _signs_itself(cert),
+        derive=_FromDer(data),
     )
 
 
@@ -136,7 +187,8 @@ def describe_der(data: bytes) -> tuple[x509.Certificate, CertInfo]:
     """Load a DER certificate and describe it.
 
     Raises :class:`CertificateRejected` (with a message of ours) when cryptography
-    refuses the encoding, an extension or the public key.
+    refuses the encoding or a name. Extensions and the key are decoded on first use of
+    :attr:`CertInfo.details`.
     """
     try:
         cert = x509.load_der_x509_certificate(data)
@@ -144,7 +196,7 @@ def describe_der(data: bytes) -> tuple[x509.Certificate, CertInfo]:
         raise CertificateRejected("not a valid X.509 certificate") from None
     try:
         return cert, _describe(cert, data)
-    except Exception as exc:  # malformed extension, name or unsupported key
+    except Exception as exc:  # malformed name or validity
         raise CertificateRejected(
             f"certificate has a malformed field ({type(exc).__name__})") from None
 
@@ -159,3 +211,4 @@ def clear_cache() -> None:
     """Forget every described certificate (benchmarks measure cold parses)."""
     describe_der.cache_clear()
     subject_of.cache_clear()
+    clear_name_cache()
