@@ -45,12 +45,14 @@ def _series(f: Firing) -> tuple[tuple[str, str], ...]:
 
 
 def pages(inc: Incident, firings: list[Firing]) -> set[tuple[tuple[str, str], ...]]:
-    """The most critical alert series paging at once for ``inc`` (one is the goal). A
+    """The most critical alert series paging at once for ``inc`` (one is the goal), among
+    those naming its certificate (another certificate's page is another cause). A
     page handing over to the next (ExpiringCritical ends, Expired starts) is the same
     cause running its course, not a second page."""
     a, b = inc.window()
     mine = [f for f in firings if f.severity == "critical"
-            and f.label("instance") == inc.node and f.start <= b and f.end > a]
+            and f.label("instance") == inc.node and f.start <= b and f.end > a
+            and inc.path_hint in f.label("path")]
     most: set[tuple[tuple[str, str], ...]] = set()
     for f in mine:
         now = {_series(g) for g in mine if g.start <= f.start < g.end}

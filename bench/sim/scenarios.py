@@ -89,6 +89,18 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("short-lived-45d", "45-day certificates, the approver removed on day 200",
              signer_duration=45 * DAY, client_age=5 * DAY, server_age=6 * DAY,
              client_rbac_removed=200 * DAY, expect="warning >= 4.5 d, critical >= 2.25 d"),
+    Scenario("textfile-full-1d", "the textfile directory is full for a day (day 50): "
+             "the agent's writes fail, node_exporter serves the stale file",
+             collection="textfile", textfile_full=((50 * DAY, 51 * DAY),), span=60 * DAY,
+             expect="agent-stale warning within 30 min, no page"),
+    Scenario("ca-rotation", "ca.crt holds the retired CA (expires day 30) beside the "
+             "current one: CA_ROTATION_IN_PROGRESS (info)", retired_ca_expires=30 * DAY,
+             span=60 * DAY, expect="no alert"),
+    Scenario("agent-restart-mid-swap", "the agent restarts between the kubelet's swap "
+             "steps 3 and 4 of its client rotation (-current.pem missing, -updated.pem "
+             "there); the kubelet completes the swap 5 ms later",
+             agent_restart_mid_swap=0.0, client_age=325 * DAY, span=10 * DAY,
+             expect="no alert"),
     Scenario("fleet-100", "100 nodes, 5 % with each fault at once (serving CSRs never "
              "approved, approver removed, rotation off, --watch cert expiring, kubelet down "
              "2 weeks), 75 healthy; a sample of each group played; 32 days",
@@ -100,6 +112,8 @@ REDUCED: dict[str, float] = {
     "serving-never-approved": 1.5 * DAY, "short-lived-1h": DAY, "short-lived-1d": 24 * DAY,
     "self-signed": 60 * DAY, "watch-expiring": 75 * DAY, "interrupted-swap": 60 * DAY,
     "agent-dead-textfile": 100 * DAY, "agent-dead-scrape": 100 * DAY,
+    "fleet-100": 32 * DAY, "textfile-full-1d": 52 * DAY, "ca-rotation": 35 * DAY,
+    "agent-restart-mid-swap": 10 * DAY,
 }
 
 
