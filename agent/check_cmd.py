@@ -22,7 +22,7 @@ from agent import clock as clockmod
 from agent import codes, config
 from agent.clock import Clock
 from agent.config import SourceSettings
-from agent.model import ApiState, Evaluation, ProbeResult, Snapshot
+from agent.model import ApiState, Evaluation, KubeletSettings, ProbeResult, Snapshot, Status
 
 # The kubelet's swap leaves -current.pem missing for microseconds (remove, then rename):
 # a check that lands in that gap looks again rather than report a missing certificate.
@@ -49,7 +49,13 @@ exit codes (Nagios):
   0 OK        nothing to do
   1 WARNING   act this week (e.g. rotation overdue, self-signed serving cert)
   2 CRITICAL  act now (e.g. expired or nearly expired, broken symlink)
-  3 UNKNOWN   the check could not run (bad flags, e.g. an unparseable --at)
+  3 UNKNOWN   the check could not run (bad flags, e.g. an unparseable --at), or
+              there is no kubelet on this host (KUBELET_NOT_FOUND: pass --host-root,
+              or --cert-dir/--kubelet-config/--node-name)
+
+the kubelet is discovered (see 'kubelet-cert-agent discover --help'): the running
+process, else its systemd unit, else the kubelet's defaults; --cert-dir,
+--kubelet-config, --node-name and --kubeconfig override what is discovered.
 
 --at TIME judges the certificates as they are now, at another instant:
   ISO 8601 ("2027-01-15", "2027-01-15T10:00:00Z", "2027-01-15T10:00:00+02:00";
@@ -134,8 +140,9 @@ def probe_kubelet(sources: SourceSettings, now: datetime) -> ProbeResult | None:
 
 
 def build_past_swap_gap(sources: SourceSettings, now: datetime, api: ApiState | None,
-                        sleep: Callable[[float], None] = time.sleep,
-                        probe: ProbeResult | None = None) -> Snapshot:
+                        sleep: Callable[[float], None] = time.sleep, *,
+                        probe: ProbeResult | None = None,
+                        kubelet: KubeletSettings | None = None) -> Snapshot:
     """Build the snapshot; if it caught the kubelet between swap steps 3 and 4, re-read.
 
     A gap that outlives the retries is real (an interrupted rotation) and is judged.
@@ -143,12 +150,12 @@ def build_past_swap_gap(sources: SourceSettings, now: datetime, api: ApiState | 
     from agent.checks.common import in_swap_gap
     from agent.snapshot import build_snapshot
 
-    snapshot = build_snapshot(sources, now, api, probe)
+    snapshot = build_snapshot(sources, now, api, probe, kubelet)
     for _ in range(SWAP_GAP_RETRIES):
         if not in_swap_gap(snapshot):
             break
         sleep(SWAP_GAP_PAUSE_SECONDS)
-        snapshot = build_snapshot(sources, now, api, probe)
+        snapshot = build_snapshot(sources, now, api, probe, snapshot.kubelet)
     return snapshot
 
 
@@ -156,12 +163,18 @@ def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow,
              sleep: Callable[[float], None] = time.sleep) -> Evaluation:
     """Build the snapshot (asking the API server unless offline) and judge it."""
     from agent.checks import judge
+    from agent.snapshot import discovery_request
+    from agent.sources.discovery.discover import discover, effective
 
-    settings = config.settings_from_args(args)
+    configured = config.settings_from_args(args)
     at: At | None = args.at
     now = at.resolve(clock()) if at else clock()
+    # The kubelet first: its node name picks this node's CSRs, its kubeconfig the API,
+    # its address and port the probe.
+    kubelet = discover(discovery_request(configured.sources, configured.api))
+    settings = effective(configured, kubelet)
     api: ApiState | None = None
-    if not (args.offline or settings.api.offline):
+    if not (args.offline or settings.api.offline) and kubelet.found:
         from agent.sources.apiserver import fetch_once
 
         # The API is asked about the real present (CSRs are live state); only the
@@ -173,7 +186,8 @@ def evaluate(args: argparse.Namespace, clock: Clock = clockmod.utcnow,
         api = fetch_once(settings.api, settings.sources.node_name, clock, lifeline=lifeline)
     # The probe, like the API, looks at the real present (what is served now).
     probe = probe_kubelet(settings.sources, clock())
-    snapshot = build_past_swap_gap(settings.sources, now, api, sleep, probe)
+    snapshot = build_past_swap_gap(settings.sources, now, api, sleep, probe=probe,
+                                   kubelet=kubelet)
     # The daemon waits for several failures in a row before calling the API server
     # unreachable; a one-shot check makes one attempt, so one failure is the verdict.
     policy = replace(settings.policy, api_failures_before_unreachable=1)
@@ -192,7 +206,17 @@ def run(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> int:
 
         print(json.dumps(evaluation_to_dict(evaluation), indent=2, sort_keys=False))
     else:
+        from agent.sinks.kubelet import render_lines
         from agent.sinks.table import render_table
 
+        if evaluation.snapshot.kubelet is not None:
+            print("\n".join(render_lines(evaluation.snapshot.kubelet)) + "\n")
         print(render_table(evaluation), end="")
+    return exit_code(evaluation)
+
+
+def exit_code(evaluation: Evaluation) -> int:
+    """The Nagios code: UNKNOWN when there is no kubelet to judge, else the status."""
+    if any(f.code == codes.KUBELET_NOT_FOUND for f in evaluation.findings):
+        return int(Status.UNKNOWN)
     return int(evaluation.status)

@@ -1,4 +1,4 @@
-"""Command line: ``kubelet-cert-agent {check,run,demo}``.
+"""Command line: ``kubelet-cert-agent {check,discover,run,demo}``.
 
 Exit codes follow the Nagios plugin convention so ``check`` drops into any monitoring
 system: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the agent itself could not run). A usage
@@ -23,8 +23,8 @@ or the command line was wrong).
 Run 'kubelet-cert-agent COMMAND --help' for the flags of each command."""
 
 # Each module provides ``register(subparsers)``; order is the order shown by --help.
-COMMAND_MODULES = (("check", "agent.check_cmd"), ("run", "agent.daemon.loop"),
-                   ("demo", "agent.demo"))
+COMMAND_MODULES = (("check", "agent.check_cmd"), ("discover", "agent.discover_cmd"),
+                   ("run", "agent.daemon.loop"), ("demo", "agent.demo"))
 
 
 class AgentArgumentParser(argparse.ArgumentParser):

@@ -31,6 +31,10 @@ CA_ROTATION_IN_PROGRESS: Final = "CA_ROTATION_IN_PROGRESS"
 # kubeadm control plane (issue 11)
 KUBEADM_CERT_MISSING: Final = "KUBEADM_CERT_MISSING"
 
+# Kubelet discovery (issue: the kubelet as it really runs)
+KUBELET_NOT_FOUND: Final = "KUBELET_NOT_FOUND"
+SWAP_INTERRUPTED: Final = "SWAP_INTERRUPTED"
+
 # API server (issue: serving CSRs and API server acceptance)
 SERVING_CSR_PENDING: Final = "SERVING_CSR_PENDING"
 SERVING_CSR_SUSPICIOUS: Final = "SERVING_CSR_SUSPICIOUS"
@@ -75,7 +79,15 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     KEY_MISMATCH: "the private key does not belong to the certificate",
     IDENTITY_MISMATCH: "subject or SANs do not name this node",
     UNTRUSTED_ISSUER: "the certificate does not chain to a known trust anchor",
-    KUBELET_CONFIG_UNREADABLE: "the kubelet config file could not be read or parsed",
+    KUBELET_CONFIG_UNREADABLE: (
+        "the kubelet config (or a --config-dir drop-in) cannot be read or is not a "
+        "KubeletConfiguration"
+    ),
+    KUBELET_NOT_FOUND: "no kubelet process, unit or files at the default paths: nothing to judge",
+    SWAP_INTERRUPTED: (
+        "-current.pem is missing, -updated.pem holds the live certificate: the kubelet "
+        "renames it at its next start"
+    ),
     CA_ROTATION_IN_PROGRESS: (
         "a CA bundle holds an expired or not-yet-valid CA beside a valid one (info)"
     ),
@@ -131,6 +143,7 @@ STATE_WORDS: Final[dict[str, str]] = {
     KEY_MISMATCH: "key mismatch",
     IDENTITY_MISMATCH: "identity mismatch",
     UNTRUSTED_ISSUER: "untrusted",
+    SWAP_INTERRUPTED: "swap interrupted",
     CA_ROTATION_IN_PROGRESS: "CA rotation in progress",
     KUBEADM_CERT_MISSING: "missing",
 }

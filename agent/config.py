@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from agent.kubeadm import default_dir as default_kubeadm_dir
 from agent.model import Policy
@@ -34,9 +34,13 @@ _P = Policy()
 MAX_FILE_BYTES = 1 << 20  # read at most 1 MiB of any input file
 
 
+DISCOVER: Literal["discover"] = "discover"
+
+
 @dataclass(frozen=True)
-class KubeletSettings:
-    """What the agent knows about the running kubelet, each fact with where it came from.
+class KubeletAccess:
+    """How the agent reaches the kubelet and what it authenticates with, each fact with
+    where it came from (the discovered settings themselves are agent.model.KubeletSettings).
 
     The one place the kubelet's serving endpoint, --kubeconfig and --bootstrap-kubeconfig
     are decided: today from flags and defaults (``kubelet_settings``); kubelet discovery
@@ -52,6 +56,7 @@ class KubeletSettings:
     bootstrap_source: str = "default"
     probe: bool = True  # --no-probe turns the serving-port probe off
     probe_timeout: float = 3.0
+    host_root: str = "/"  # --host-root: paths inside the kubeconfig are read under it
 
     @property
     def endpoint(self) -> str:
@@ -60,20 +65,26 @@ class KubeletSettings:
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """Where the local inputs live."""
+    """Where the local inputs live.
 
-    cert_dir: Path = Path(DEFAULT_CERT_DIR)
-    kubelet_config: Path | None = Path(DEFAULT_KUBELET_CONFIG)
+    ``cert_dir`` None, ``kubelet_config`` DISCOVER and ``node_name`` "" mean: take them
+    from the kubelet as discovered (``kubelet_config`` None: the kubelet has no config
+    file). Kubelet paths are host paths, read under ``host_root``.
+    """
+
+    cert_dir: Path | None = None
+    kubelet_config: Path | Literal["discover"] | None = DISCOVER
     ca_files: tuple[Path, ...] = ()
     watch_paths: tuple[Path, ...] = ()
     watch_recursive: tuple[Path, ...] = ()
-    # kubeadm control plane: inventoried when DIR/pki/ca.crt exists, or always when the
-    # operator named the dir (then what is missing is reported); None: --no-kubeadm.
+    # kubeadm control plane: inventoried when DIR looks like one (sources.kubeadm), or
+    # always when the operator named the dir (then what is missing is reported); None: --no-kubeadm.
     kubeadm_dir: Path | None = Path(default_kubeadm_dir())
     kubeadm_explicit: bool = False
     node_name: str = ""
     max_file_bytes: int = MAX_FILE_BYTES
-    kubelet: KubeletSettings = KubeletSettings()
+    host_root: Path = Path("/")
+    kubelet: KubeletAccess = KubeletAccess()
 
 
 @dataclass(frozen=True)
@@ -148,12 +159,18 @@ def _fraction(text: str) -> float:
 
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("local inputs")
-    g.add_argument("--cert-dir", default=DEFAULT_CERT_DIR, metavar="DIR",
-                   help="the kubelet's --cert-dir (default: %(default)s; binary installs "
-                        "often use /etc/kubernetes/cert)")
-    g.add_argument("--kubelet-config", default=DEFAULT_KUBELET_CONFIG, metavar="FILE",
-                   help="the kubelet's --config file; optional, read for serverTLSBootstrap, "
-                        "rotateCertificates, tlsCertFile and clientCAFile (default: %(default)s)")
+    g.add_argument("--host-root", default="/", metavar="DIR",
+                   help="read the host under DIR: its /proc, systemd units, kubelet config, "
+                        "cert dir and kubeconfig; absolute symlinks resolve under DIR and "
+                        "output shows host paths (default: %(default)s; e.g. /host in a "
+                        "container that mounts the host there)")
+    g.add_argument("--cert-dir", default=None, metavar="DIR",
+                   help="the kubelet's --cert-dir (default: discovered from the running "
+                        "kubelet or its systemd unit, else " + DEFAULT_CERT_DIR + ")")
+    g.add_argument("--kubelet-config", default=None, metavar="FILE",
+                   help="the kubelet's --config file (default: discovered; '' if the kubelet "
+                        "runs on flags only), read for serverTLSBootstrap, rotateCertificates, "
+                        "tlsCertFile and clientCAFile")
     g.add_argument("--ca-file", action="append", default=[], metavar="FILE",
                    help="a trusted cluster CA bundle (repeatable); clientCAFile is added "
                         "automatically. Without any, UNTRUSTED_ISSUER is not evaluated")
@@ -165,20 +182,24 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kubeadm-dir", default=None, metavar="DIR",
                    help="kubeadm's dir on a control-plane node: judge everything `kubeadm "
                         "certs check-expiration` lists (default: "
-                        f"{default_kubeadm_dir()}, used when DIR/pki/ca.crt exists)")
+                        f"{default_kubeadm_dir()}, used when DIR/pki/ca.crt and "
+                        "pki/apiserver.crt or manifests/kube-apiserver.yaml exist)")
     g.add_argument("--no-kubeadm", action="store_true",
                    help="do not look at the kubeadm control plane")
     g.add_argument("--node-name", default=None, metavar="NAME",
-                   help="this node's name as the API server knows it (default: the host name)")
+                   help="this node's name as the API server knows it (default: the kubelet's "
+                        "--hostname-override, else the host name)")
     g.add_argument("--kubelet-endpoint", type=_endpoint, default=None, metavar="HOST:PORT",
                    help="the kubelet's serving address to probe with a TLS handshake "
-                        f"(default: {DEFAULT_KUBELET_HOST}:{DEFAULT_KUBELET_PORT})")
+                        "(default: the discovered address and port, else "
+                        f"{DEFAULT_KUBELET_HOST}:{DEFAULT_KUBELET_PORT})")
     g.add_argument("--no-probe", action="store_true",
                    help="do not probe the kubelet's serving port")
     g.add_argument("--bootstrap-kubeconfig", default=DEFAULT_BOOTSTRAP_KUBECONFIG,
                    metavar="FILE",
                    help="the kubelet's --bootstrap-kubeconfig; its token is checked once a "
-                        "day unless --offline; '' for none (default: %(default)s)")
+                        "day unless --offline; '' for none (default: discovered, else "
+                        "%(default)s)")
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -198,12 +219,12 @@ def dialable(host: str) -> str:
     return host
 
 
-def kubelet_settings(ns: argparse.Namespace) -> KubeletSettings:
+def kubelet_settings(ns: argparse.Namespace) -> KubeletAccess:
     """The kubelet facts from the flags (kubelet discovery will take this over)."""
     endpoint = getattr(ns, "kubelet_endpoint", None)
     kubeconfig = getattr(ns, "kubeconfig", None)
     bootstrap = getattr(ns, "bootstrap_kubeconfig", DEFAULT_BOOTSTRAP_KUBECONFIG)
-    return KubeletSettings(
+    return KubeletAccess(
         host=endpoint[0] if endpoint else DEFAULT_KUBELET_HOST,
         port=endpoint[1] if endpoint else DEFAULT_KUBELET_PORT,
         endpoint_source="--kubelet-endpoint" if endpoint else "default",
@@ -245,7 +266,8 @@ def add_api_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--offline", action="store_true",
                    help="do not contact the API server (file checks only)")
     g.add_argument("--kubeconfig", default=None, metavar="FILE",
-                   help="kubeconfig to use (default: the kubelet's own: "
+                   help="kubeconfig to use (default: the kubelet's --kubeconfig as "
+                        "discovered, else "
                         + ", then ".join(DEFAULT_KUBECONFIGS) + ")")
     g.add_argument("--server", default=None, metavar="URL",
                    help="API server URL, overriding the kubeconfig's")
@@ -283,16 +305,20 @@ def _opt_path(value: str | None) -> Path | None:
 
 def settings_from_args(ns: argparse.Namespace) -> Settings:
     """Turn parsed flags into settings. Missing groups fall back to defaults."""
+    host_root = Path(getattr(ns, "host_root", "/") or "/")
     sources = SourceSettings(
-        cert_dir=Path(ns.cert_dir),
-        kubelet_config=_opt_path(ns.kubelet_config),
-        ca_files=tuple(Path(p) for p in ns.ca_file),
-        watch_paths=tuple(Path(p) for p in ns.watch),
+        cert_dir=_opt_path(ns.cert_dir),
+        kubelet_config=DISCOVER if ns.kubelet_config is None else _opt_path(ns.kubelet_config),
+        host_root=host_root,
+        ca_files=tuple(Path(p) for p in getattr(ns, "ca_file", ())),
+        watch_paths=tuple(Path(p) for p in getattr(ns, "watch", ())),
         watch_recursive=tuple(Path(p) for p in getattr(ns, "watch_recursive", [])),
+        # the default kubeadm dir is a host path: under --host-root it is read there
         kubeadm_dir=None if getattr(ns, "no_kubeadm", False) else Path(
-            getattr(ns, "kubeadm_dir", None) or default_kubeadm_dir()),
+            getattr(ns, "kubeadm_dir", None)
+            or host_root / default_kubeadm_dir().lstrip("/")),
         kubeadm_explicit=bool(getattr(ns, "kubeadm_dir", None)),
-        node_name=ns.node_name or socket.gethostname(),
+        node_name=ns.node_name or "",
         kubelet=kubelet_settings(ns),
     )
     policy = Policy(

@@ -45,16 +45,23 @@ class DemoNode:
     node: str
 
 
-def write_demo(root: Path, node: str, now: datetime) -> DemoNode:
-    """Write the demo node under ``root`` (which must not exist or be empty)."""
+def demo_pki(root: Path, node: str, now: datetime) -> pkigen.NodePki:
+    """``root/pki`` and ``root/ca.crt``: rotated client, serving certificate past 90 %."""
     root.mkdir(parents=True, exist_ok=True)
-    root = root.resolve()
     pki = pkigen.build_node(root, node, now, client_generations=4, lifetime=LIFETIME,
                             server=False, fallback=True)
     issued_at = now - LIFETIME * SERVER_AGE
     server = pkigen.kubelet_server(pki.ca, node, issued_at, LIFETIME)
     generation = pkigen.write_generation(pki.cert_dir, "server", server, issued_at)
     pkigen.kubelet_swap(pki.cert_dir, "server", generation)
+    return pki
+
+
+def write_demo(root: Path, node: str, now: datetime) -> DemoNode:
+    """Write the demo node under ``root`` (which must not exist or be empty)."""
+    root.mkdir(parents=True, exist_ok=True)
+    root = root.resolve()
+    pki = demo_pki(root, node, now)
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump(kubelet_configuration(pki.ca_file), sort_keys=False))
     kubeconfig = root / "kubelet.conf"
@@ -99,10 +106,14 @@ def write_control_plane(root: Path, node: str, now: datetime) -> Path:
     return build_control_plane(root.resolve() / "kubernetes", node, now - KUBEADM_AGE).root
 
 
-def check_command(directory: str, node: str, *, control_plane: bool = False) -> str:
+def check_command(directory: str, node: str, *, control_plane: bool = False,
+                  layout: str = "flat") -> str:
     """The ``check`` command line to run on the demo (paths as the user typed them)."""
     base = directory.rstrip("/") or "/"
     # --no-probe: the demo's files are not what this machine's kubelet (if any) serves
+    if layout == "binary":  # discovery finds everything under the host root
+        return shlex.join(["kubelet-cert-agent", "check", "--offline", "--no-probe",
+                           "--host-root", base])
     kubeadm = ["--kubeadm-dir", f"{base}/kubernetes"] if control_plane else []
     return shlex.join(["kubelet-cert-agent", "check", "--offline", "--no-probe",
                        "--cert-dir", f"{base}/pki", "--kubelet-config", f"{base}/config.yaml",
@@ -121,6 +132,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("directory", metavar="DIR", help="where to write (must not exist or be empty)")
     p.add_argument("--node-name", default=DEFAULT_NODE, metavar="NAME",
                    help="the demo node's name (default: %(default)s)")
+    p.add_argument("--layout", choices=("flat", "binary"), default="flat",
+                   help="flat: DIR/pki, DIR/config.yaml, DIR/kubelet.conf (pass their paths "
+                        "to check); binary: the operators' guide binary install with DIR as "
+                        "the host root (etc/systemd/system/kubelet.service with the flags, "
+                        "etc/kubernetes/cert, etc/kubernetes/kubelet-config.yaml), found by "
+                        "`check --host-root DIR` alone (default: %(default)s)")
     p.add_argument("--control-plane", action="store_true",
                    help="also write DIR/kubernetes, a kubeadm control plane initialised "
                         "340 days ago (its certificates have 25 days left)")
@@ -134,17 +151,29 @@ def run(args: argparse.Namespace, clock: Clock = clockmod.utcnow) -> int:
         print(f"UNKNOWN: {root} exists and is not an empty directory; remove it or "
               "choose another", file=sys.stderr)
         return int(Status.UNKNOWN)
-    demo = write_demo(root, args.node_name, clock())
-    if args.control_plane:
-        write_control_plane(demo.root, demo.node, clock())
-    print(f"wrote a demo PKI for node {demo.node} under {demo.root}:")
-    for path in sorted(p for p in demo.root.rglob("*") if not p.is_dir()):
-        link = f" -> {path.readlink().name}" if path.is_symlink() else ""
-        print(f"  {path.relative_to(demo.root)}{link}")
+    layout = getattr(args, "layout", "flat")
+    control_plane = getattr(args, "control_plane", False)
+    if layout == "binary":
+        from agent.demo_binary import write_binary_demo
+
+        written = write_binary_demo(root, args.node_name, clock(), demo_pki(
+            root / "etc" / "kubernetes", args.node_name, clock()))
+    else:
+        written = write_demo(root, args.node_name, clock()).root
+        if control_plane:
+            write_control_plane(written, args.node_name, clock())
+    print(f"wrote a demo PKI for node {args.node_name} under {written}:")
+    for path in sorted(p for p in written.rglob("*") if not p.is_dir()):
+        # binary layout: links name absolute host paths, as the kubelet writes them
+        shown = (path.readlink() if layout == "binary" else path.readlink().name) \
+            if path.is_symlink() else None
+        link = f" -> {shown}" if shown else ""
+        print(f"  {path.relative_to(written)}{link}")
     print("the serving certificate is past 90 % of its lifetime and was not renewed "
           "(expect ROTATION_OVERDUE)"
           + ("; the kubeadm certificates expire in 25 days (expect CERT_EXPIRING_SOON)"
-             if args.control_plane else "")
+             if control_plane and layout != "binary" else "")
           + ".\nnext, run:\n  "
-          + check_command(args.directory, demo.node, control_plane=args.control_plane))
+          + check_command(args.directory, args.node_name,
+                          control_plane=control_plane and layout != "binary", layout=layout))
     return int(Status.OK)

@@ -18,7 +18,10 @@ from typing import Literal
 from agent.model import CertInfo
 
 DEFAULT_DIR = "/etc/kubernetes"  # under the host root
-CA_FILE = "pki/ca.crt"  # its presence says "this is a kubeadm control-plane node"
+CA_FILE = "pki/ca.crt"
+# `kubeadm join` writes pki/ca.crt on workers too; only a control plane has the API
+# server's certificate or its static pod manifest.
+CONTROL_PLANE_MARKERS = ("pki/apiserver.crt", "manifests/kube-apiserver.yaml")
 
 
 @dataclass(frozen=True)

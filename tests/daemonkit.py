@@ -19,7 +19,7 @@ from agent import pkigen
 from agent.config import (
     ApiSettings,
     DaemonSettings,
-    KubeletSettings,
+    KubeletAccess,
     Settings,
     SourceSettings,
 )
@@ -49,11 +49,11 @@ class Node:
     def current(self, role: str = "client") -> Path:
         return self.cert_dir / f"kubelet-{role}-current.pem"
 
-    def settings(self, kubelet: KubeletSettings | None = None, **daemon: object) -> Settings:
+    def settings(self, kubelet: KubeletAccess | None = None, **daemon: object) -> Settings:
         # No serving-port probe unless asked: nothing serves 127.0.0.1:10250 in tests.
         sources = SourceSettings(cert_dir=self.cert_dir, kubelet_config=self.config,
                                  node_name=NODE,
-                                 kubelet=kubelet or KubeletSettings(probe=False))
+                                 kubelet=kubelet or KubeletAccess(probe=False))
         return Settings(sources=sources, api=ApiSettings(offline=True), policy=Policy(),
                         daemon=replace(DaemonSettings(), **daemon))  # type: ignore[arg-type]
 

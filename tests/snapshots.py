@@ -109,6 +109,14 @@ def missing(role: Role) -> CertFile:
                                                          problem=LinkProblem.MISSING))
 
 
+def via_updated(role: Role, cert: CertInfo | None = None, **kw: Any) -> CertFile:
+    """An interrupted swap: ``-current.pem`` missing, read through ``-updated.pem``."""
+    cf = current(role, cert, **kw)
+    updated = os.path.join(CERT_DIR, f"kubelet-{role.value}-updated.pem")
+    assert cf.link is not None
+    return replace(cf, link=replace(cf.link, path=updated))
+
+
 def broken_link(role: Role, problem: LinkProblem, target: str = "/nowhere.pem") -> CertFile:
     path = os.path.join(CERT_DIR, f"kubelet-{role.value}-current.pem")
     return CertFile(role=role, path=path, link=LinkState(path, True, target, problem=problem))

@@ -41,7 +41,7 @@ class TestSwapStates:
     @pytest.mark.parametrize(("stop_after", "current_serial", "updated"), [
         pytest.param(1, "old", False, id="1-stale-updated-removed"),
         pytest.param(2, "old", True, id="2-updated-link-created"),
-        pytest.param(3, None, True, id="3-current-removed"),
+        pytest.param(3, "new-via-updated", True, id="3-current-removed"),
         pytest.param(4, "new", False, id="4-renamed-into-place"),
     ])
     def test_each_step_of_the_kubelet_swap_is_recorded(
@@ -54,7 +54,12 @@ class TestSwapStates:
         client = result.certs[0]
         updated_path = str(pki.cert_dir / "kubelet-client-updated.pem")
         assert (updated_path in result.updated_links) is updated
-        expected = {"old": pki.client, "new": new, None: None}[current_serial]
+        expected = {"old": pki.client, "new": new, "new-via-updated": new}[current_serial]
+        if current_serial == "new-via-updated":
+            # -current.pem is gone: the generation -updated.pem links to is the live one
+            # (the kubelet renames the link into place at its next start)
+            assert client.path == str(pki.cert_dir / "kubelet-client-current.pem")
+            assert client.link is not None and client.link.path == updated_path
         if expected is None:
             assert client.link is not None and client.link.problem is LinkProblem.MISSING
             assert client.leaf is None and client.read_error is None

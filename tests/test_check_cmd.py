@@ -451,8 +451,9 @@ class TestSwapGap:
         pauses: list[float] = []
         snap = check_cmd.build_past_swap_gap(sources, NOW, None, pauses.append)
         assert len(pauses) == check_cmd.SWAP_GAP_RETRIES
-        found = [f for f in evaluate_findings(snap, NOW) if f.code == codes.CLIENT_CERT_MISSING]
-        assert found and "restart the kubelet" in found[0].message
+        found = {f.code: f for f in evaluate_findings(snap, NOW)}
+        assert codes.CLIENT_CERT_MISSING not in found
+        assert "renames the -updated.pem link" in found[codes.SWAP_INTERRUPTED].message
 
 
 class TestStartUp:

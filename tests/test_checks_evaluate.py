@@ -237,8 +237,8 @@ class TestRealFiles:
         pkigen.kubelet_swap(pki.cert_dir, "client", path, stop_after=3)
         snap = real(tmp_path, NOW, serverTLSBootstrap=True, rotateCertificates=True)
         found = evaluate(snap, NOW)
-        assert codes_of(found) == [codes.CLIENT_CERT_MISSING]
-        assert "kubelet-client-updated.pem exists" in found[0].message
+        assert codes_of(found) == [codes.SWAP_INTERRUPTED]
+        assert "kubelet-client-updated.pem links to" in found[0].message
 
     def test_expired_history_is_quiet_but_an_overdue_current_is_not(self,
                                                                   tmp_path: Path) -> None:

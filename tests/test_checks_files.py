@@ -46,6 +46,7 @@ from tests.snapshots import (
     plain,
     server,
     snapshot,
+    via_updated,
 )
 
 UPDATED = {role: os.path.join(CERT_DIR, f"kubelet-{role.value}-updated.pem")
@@ -68,20 +69,21 @@ class TestMissing:
         assert f.path == os.path.join(CERT_DIR, "kubelet-client-current.pem")
 
     @pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER], ids=["client", "server"])
-    def test_a_swap_gap_that_is_still_there_is_an_interrupted_rotation(self, role: Role) -> None:
-        """-current.pem missing with -updated.pem present: restart the kubelet, it renames it.
-
-        A warning: the new certificate is intact and the kubelet repairs the link at start,
-        so an interrupted swap must not page (bench/bench_alerts.py, interrupted-swap)."""
+    def test_an_interrupted_swap_is_a_warning_and_judges_the_updated_generation(
+            self, role: Role) -> None:
+        """-current.pem missing, -updated.pem linking to a generation: SWAP_INTERRUPTED
+        (warning), never *_CERT_MISSING, and the generation is judged (expired here)."""
         certs = [client(), server()]
-        certs[0 if role is Role.CLIENT else 1] = missing(role)
-        found = list(files.check(snapshot(*certs, updated_links=(UPDATED[role],)), NOW,
-                                 Policy()))
-        code = codes.CLIENT_CERT_MISSING if role is Role.CLIENT else codes.SERVER_CERT_MISSING
-        f = only(found, code)
+        certs[0 if role is Role.CLIENT else 1] = via_updated(
+            role, leaf(NOW - timedelta(days=30), NOW - timedelta(days=1),
+                       dns_names=("node1",) if role is Role.SERVER else ()))
+        snap = snapshot(*certs, cfg=config(server_tls_bootstrap=True))
+        found = evaluate(snap, NOW, Policy())
+        f = only(list(found), codes.SWAP_INTERRUPTED)
         assert f.severity is Severity.WARNING
-        assert UPDATED[role] in f.message
-        assert "restart the kubelet" in f.message
+        assert UPDATED[role] in f.message and "next start" in f.message
+        assert codes.CERT_EXPIRED in codes_of(found)
+        assert not {codes.CLIENT_CERT_MISSING, codes.SERVER_CERT_MISSING} & set(codes_of(found))
 
     def test_the_other_roles_swap_does_not_excuse_a_missing_link(self) -> None:
         snap = snapshot(missing(Role.CLIENT), server(), updated_links=(UPDATED[Role.SERVER],))

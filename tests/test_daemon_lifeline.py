@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent import clock, codes, pkigen
-from agent.config import KubeletSettings
+from agent.config import KubeletAccess
 from agent.daemon.loop import Daemon
 from agent.daemon.services import Services
 from agent.model import AgentState, Severity
@@ -33,8 +33,8 @@ def kube_api(tmp_path: Path) -> Iterator[KubeApi]:
     api.stop()
 
 
-def _kubelet(port: int, **changes: object) -> KubeletSettings:
-    return replace(KubeletSettings(port=port, probe_timeout=0.5, bootstrap_kubeconfig=None),
+def _kubelet(port: int, **changes: object) -> KubeletAccess:
+    return replace(KubeletAccess(port=port, probe_timeout=0.5, bootstrap_kubeconfig=None),
                    **changes)  # type: ignore[arg-type]
 
 

@@ -41,7 +41,7 @@ from tests.snapshots import (
 TOP_LEVEL = {"schema_version", "status", "exit_code", "node", "evaluated_at",
              "snapshot_taken_at", "inventory_complete", "cert_dir", "kubeadm_dir",
              "kubelet_config", "certificates", "findings", "counts", "history", "updated_links",
-             "api", "probe", "kubeconfig"}
+             "api", "probe", "kubeconfig", "kubelet", "kubelet_found", "kubelet_problems"}
 CERTIFICATE = {"role", "path", "target", "subject", "issuer", "serial", "fingerprint_sha256",
                "not_before", "not_after", "rotation_window_start", "rotation_window_end",
                "self_signed", "sans", "key_matches", "trusted", "key_match", "key_path",

@@ -89,6 +89,18 @@ class TestHealthy:
         skipped = plane.evaluate(kubeadm_dir=None).snapshot
         assert skipped.kubeadm_dir is None and not skipped.certs[2:]
 
+    def test_a_kubeadm_worker_is_not_a_control_plane(self, plane: Plane) -> None:
+        """`kubeadm join` leaves pki/ca.crt on a worker: without the API server's
+        certificate or manifest the default dir is not inventoried (no MISSING rows)."""
+        for name in ("apiserver",):
+            plane.path(name).unlink()
+        manifest = plane.root / "manifests" / "kube-apiserver.yaml"
+        if manifest.exists():
+            manifest.unlink()
+        implicit = plane.evaluate(kubeadm_explicit=False).snapshot
+        assert implicit.kubeadm_dir is None
+        assert not [c for c in implicit.certs if c.role is Role.KUBEADM]
+
 
 class TestEachOfTheFourteen:
     @pytest.mark.parametrize("name", NAMES)

@@ -22,6 +22,9 @@ serverTLSBootstrap: true
 """
 
 
+HEADER = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+
+
 def write(tmp_path: Path, text: str | bytes, name: str = "config.yaml") -> Path:
     path = tmp_path / name
     path.write_bytes(text.encode() if isinstance(text, str) else text)
@@ -39,7 +42,8 @@ class TestReadKubeletConfig:
 
     def test_json_config_is_read(self, tmp_path: Path) -> None:
         """A KubeletConfiguration written as JSON is read too."""
-        doc = {"kind": "KubeletConfiguration", "serverTLSBootstrap": False,
+        doc = {"kind": "KubeletConfiguration", "apiVersion": "kubelet.config.k8s.io/v1beta1",
+               "serverTLSBootstrap": False,
                "tlsCertFile": "/srv/tls.crt", "tlsPrivateKeyFile": "/srv/tls.key"}
         info = read_kubelet_config(write(tmp_path, json.dumps(doc), "config.json"))
         assert info.error is None and info.server_tls_bootstrap is False
@@ -47,7 +51,7 @@ class TestReadKubeletConfig:
 
     def test_relative_paths_are_relative_to_the_config_directory(self, tmp_path: Path) -> None:
         """tlsCertFile: certs/tls.crt next to /x/config.yaml means /x/certs/tls.crt."""
-        info = read_kubelet_config(write(tmp_path, "tlsCertFile: certs/tls.crt\n"
+        info = read_kubelet_config(write(tmp_path, HEADER + "tlsCertFile: certs/tls.crt\n"
                                          "tlsPrivateKeyFile: ../k.key\n"
                                          "authentication: {x509: {clientCAFile: ca.crt}}\n"))
         assert info.tls_cert_file == str(tmp_path / "certs" / "tls.crt")
@@ -56,7 +60,7 @@ class TestReadKubeletConfig:
 
     def test_absent_fields_and_empty_strings_are_none(self, tmp_path: Path) -> None:
         """Unset fields stay None; an empty tlsCertFile is the kubelet's "not set"."""
-        info = read_kubelet_config(write(tmp_path, "kind: KubeletConfiguration\ntlsCertFile: ''\n"))
+        info = read_kubelet_config(write(tmp_path, HEADER + "tlsCertFile: ''\n"))
         assert info.error is None
         assert (info.server_tls_bootstrap, info.rotate_certificates, info.tls_cert_file) == (
             None, None, None)
@@ -87,10 +91,19 @@ class TestReadKubeletConfig:
         pytest.param("just a string\n", ReadProblem.GARBAGE, "not a mapping but str",
                      id="a-scalar"),
         pytest.param(b"\xff\xfe\x00garbage", ReadProblem.GARBAGE, "", id="binary"),
-        pytest.param("serverTLSBootstrap: 'yes'\n", ReadProblem.GARBAGE,
+        pytest.param(HEADER + "serverTLSBootstrap: 'yes'\n", ReadProblem.GARBAGE,
                      "serverTLSBootstrap is not a boolean", id="string-not-bool"),
-        pytest.param("tlsCertFile: 42\n", ReadProblem.GARBAGE, "tlsCertFile is not a string",
-                     id="number-not-path"),
+        pytest.param(HEADER + "tlsCertFile: 42\n", ReadProblem.GARBAGE,
+                     "tlsCertFile is not a string", id="number-not-path"),
+        pytest.param("{}\n", ReadProblem.GARBAGE, "not a KubeletConfiguration (no kind",
+                     id="empty-mapping"),
+        pytest.param("apiVersion: v1\nkind: Pod\n", ReadProblem.GARBAGE,
+                     "kind 'Pod', apiVersion 'v1'", id="a-pod"),
+        pytest.param("root:x:0:0:root:/root:/bin/bash\n", ReadProblem.GARBAGE,
+                     "not a mapping but str", id="etc-shadow-like"),
+        pytest.param("apiVersion: kubelet.config.k8s.io/v1alpha9\nkind: KubeletConfiguration\n",
+                     ReadProblem.GARBAGE, "apiVersion 'kubelet.config.k8s.io/v1alpha9'",
+                     id="unknown-version"),
     ])
     def test_bad_content_is_a_specific_error(self, tmp_path: Path, text: str | bytes,
                                              problem: ReadProblem, words: str) -> None:
@@ -101,7 +114,7 @@ class TestReadKubeletConfig:
 
     def test_fields_of_the_right_type_survive_a_wrong_one(self, tmp_path: Path) -> None:
         """A bad field is reported while the good fields are still used."""
-        info = read_kubelet_config(write(tmp_path, "rotateCertificates: 1\n"
+        info = read_kubelet_config(write(tmp_path, HEADER + "rotateCertificates: 1\n"
                                                    "serverTLSBootstrap: true\n"))
         assert info.error is not None and "rotateCertificates" in info.error.detail
         assert info.server_tls_bootstrap is True and info.rotate_certificates is None

@@ -129,7 +129,8 @@ class TestInotify:
         snap = build_snapshot(sources, NOW)
         harness.watcher.update(watch_dirs(snap, sources), input_paths(snap, sources),
                                whole_dirs=[str(sources.cert_dir)])
-        assert harness.watcher.watched == {str(tmp_path)}
+        ours = {d for d in harness.watcher.watched if d.startswith(str(tmp_path))}
+        assert ours == {str(tmp_path)}  # (the host's systemd unit dirs are watched too)
         (tmp_path / "kubelet").mkdir()
         assert str(tmp_path / "kubelet") in harness.changes(until=str(tmp_path / "kubelet"))
 

@@ -24,6 +24,7 @@ from agent.checks import (
     rotation,
     served,
 )
+from agent.checks.common import kubelet_not_found
 from agent.model import Evaluation, Finding, Policy, Snapshot
 
 Check = Callable[[Snapshot, datetime, Policy], Iterable[Finding]]
@@ -55,7 +56,10 @@ def evaluate(snapshot: Snapshot, now: datetime,
              policy: Policy = DEFAULT_POLICY) -> tuple[Finding, ...]:
     """Every finding about ``snapshot`` at ``now``, worst first, deterministic."""
     worst: dict[tuple[str, str | None], Finding] = {}
-    for check in CHECKS:
+    # A host without a kubelet has nothing of the kubelet's to judge: KUBELET_NOT_FOUND
+    # alone (files.check), never a missing certificate or a silent serving port.
+    checks = (files.check,) if kubelet_not_found(snapshot) else CHECKS
+    for check in checks:
         for f in check(snapshot, now, policy):
             key = (f.code, f.path)
             if key not in worst or sort_key(f) < sort_key(worst[key]):

@@ -37,10 +37,22 @@ def swap_in_progress(snapshot: Snapshot, role: Role) -> bool:
     return any(os.path.basename(p) == wanted for p in snapshot.updated_links)
 
 
+def swap_interrupted(cf: CertFile) -> bool:
+    """``-current.pem`` is missing and the certificate was read through ``-updated.pem``
+    (the live generation until the kubelet's next start renames the link into place)."""
+    return cf.link is not None and os.path.basename(cf.link.path) == updated_name(cf.role)
+
+
 def in_swap_gap(snapshot: Snapshot) -> bool:
     """Some ``-current.pem`` is missing while its ``-updated.pem`` exists (swap step 3-4)."""
-    return any(cf.role in ROTATING_ROLES and is_missing(cf)
-               and swap_in_progress(snapshot, cf.role) for cf in snapshot.certs)
+    return any(cf.role in ROTATING_ROLES and (
+        swap_interrupted(cf) or (is_missing(cf) and swap_in_progress(snapshot, cf.role)))
+        for cf in snapshot.certs)
+
+
+def kubelet_not_found(snapshot: Snapshot) -> bool:
+    """Discovery found no kubelet process, no unit and nothing at the default paths."""
+    return snapshot.kubelet is not None and not snapshot.kubelet.found
 
 
 def served_file(snapshot: Snapshot) -> CertFile | None:

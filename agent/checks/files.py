@@ -7,13 +7,14 @@ is reported as CERT_UNREADABLE on the key's path (critical): the kubelet cannot 
 either. A ``-current.pem`` that is missing while ``-updated.pem`` exists is the gap of the
 kubelet's non-atomic swap: it lasts microseconds, so the daemon's settle period and the
 ``check`` command's re-read hide it; seen here it means the swap was interrupted (the
-kubelet died between two steps), and it gets its own advice. A self-signed
+kubelet died between two steps): SWAP_INTERRUPTED, and the generation ``-updated.pem``
+links to is judged as the live certificate (the kubelet renames the link into place at
+its next start), so it is never CLIENT_CERT_MISSING. A self-signed
 ``kubelet.crt`` that does not exist is not a finding: the kubelet generates it at start.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -22,8 +23,9 @@ from agent.checks.common import (
     describe,
     history_file,
     judged_certs,
+    kubelet_not_found,
     kubelet_owned,
-    swap_in_progress,
+    swap_interrupted,
 )
 from agent.checks.csr import serving_trail
 from agent.kubelet import ROLE_NAMES, is_missing, iso, served_role, updated_name
@@ -48,16 +50,14 @@ LINK_PROBLEMS = {
 }
 
 
-def _interrupted_swap(cf: CertFile, code: str) -> Finding:
-    """A warning, not critical: the new generation is intact behind -updated.pem and the
-    kubelet's file store renames it into place at its next start (systemd restarts it
-    within seconds); nothing is lost unless the kubelet stays down."""
-    updated = os.path.join(os.path.dirname(cf.path), updated_name(cf.role))
+def _swap_interrupted(cf: CertFile) -> Finding:
+    updated = cf.link.path if cf.link is not None else updated_name(cf.role)
     return Finding(
-        code, Severity.WARNING,
-        f"{cf.path} is missing but {updated} exists: the kubelet stopped in the middle of a "
-        "certificate rotation; restart the kubelet (`systemctl restart kubelet`), which "
-        "renames the -updated.pem link into place at start", cf.path)
+        codes.SWAP_INTERRUPTED, Severity.WARNING,
+        f"{cf.path} is missing and {updated} links to {cf.target}: the kubelet stopped in the "
+        f"middle of renewing its {ROLE_NAMES[cf.role]}; that generation is judged as the live "
+        "one, and the kubelet renames the -updated.pem link into place at its next start "
+        "(`systemctl restart kubelet` does it now)", cf.path)
 
 
 def _absent_dir(snapshot: Snapshot, cf: CertFile) -> Finding | None:
@@ -79,17 +79,12 @@ def _missing(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Findin
     absent = _absent_dir(snapshot, cf)
     if absent is not None:
         yield absent
-    elif cf.role is Role.CLIENT and swap_in_progress(snapshot, Role.CLIENT):
-        yield _interrupted_swap(cf, codes.CLIENT_CERT_MISSING)
     elif cf.role is Role.CLIENT:
         yield Finding(
             codes.CLIENT_CERT_MISSING, Severity.CRITICAL,
             f"no kubelet client certificate at {cf.path}: the kubelet cannot authenticate to "
             "the API server; check its --bootstrap-kubeconfig and that its client CSR is "
             "approved (`kubectl get csr`), or re-join the node", cf.path)
-    elif (cf.role is Role.SERVER and snapshot.kubelet_config.server_tls_bootstrap is True
-          and swap_in_progress(snapshot, Role.SERVER)):
-        yield _interrupted_swap(cf, codes.SERVER_CERT_MISSING)
     elif cf.role is Role.SERVER and served_role(snapshot) is Role.SERVER:
         evidence = ("; the serving port answers with internal_error"
                     if _internal_error(snapshot) else "")
@@ -206,6 +201,8 @@ def _unreadable(snapshot: Snapshot, cf: CertFile, path: str, error: ReadError | 
 
 def _cert_file(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Finding]:
     problem = cf.link.problem if cf.link is not None else None
+    if swap_interrupted(cf):
+        yield _swap_interrupted(cf)
     if is_missing(cf):
         yield from _missing(snapshot, cf, now)
         return
@@ -222,8 +219,21 @@ def _cert_file(snapshot: Snapshot, cf: CertFile, now: datetime) -> Iterator[Find
                           key=True)
 
 
+def not_found(snapshot: Snapshot) -> Finding:
+    """KUBELET_NOT_FOUND: where discovery looked and which flags to pass."""
+    looked = ", ".join(snapshot.kubelet.looked) if snapshot.kubelet is not None else ""
+    return Finding(
+        codes.KUBELET_NOT_FOUND, Severity.WARNING,
+        f"no kubelet on this host: looked in {looked}; if the kubelet runs elsewhere (a "
+        "container, another root) pass --host-root DIR, or name its files with --cert-dir, "
+        "--kubelet-config and --node-name", None)
+
+
 def check(snapshot: Snapshot, now: datetime, policy: Policy) -> Iterator[Finding]:
     """Findings about the presence and readability of every judged file and the config."""
+    if kubelet_not_found(snapshot):
+        yield not_found(snapshot)  # nothing else: a host without a kubelet has no certificates
+        return
     for cf in judged_certs(snapshot):
         yield from _cert_file(snapshot, cf, now)
     cfg = snapshot.kubelet_config

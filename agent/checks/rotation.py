@@ -14,7 +14,15 @@ from datetime import datetime
 from agent import codes
 from agent.checks.common import client_expiry, rotation_managed
 from agent.kubelet import ROLE_NAMES, ROTATING_ROLES, duration, iso
-from agent.model import CertFile, CertInfo, Finding, Policy, Severity, Snapshot
+from agent.model import (
+    DEFAULT_SOURCE,
+    CertFile,
+    CertInfo,
+    Finding,
+    Policy,
+    Severity,
+    Snapshot,
+)
 
 
 def _managed(snapshot: Snapshot) -> Iterator[tuple[CertFile, CertInfo]]:
@@ -46,10 +54,16 @@ def disabled(snapshot: Snapshot) -> Iterator[Finding]:
     if cfg.rotate_certificates is not False:
         return
     expires = client_expiry(snapshot)
+    where = f"in {cfg.path}" if cfg.path else "(no kubelet config)"
+    if snapshot.kubelet is not None:
+        source = snapshot.kubelet.rotate_certificates.source
+        where = "by default (neither a flag nor the config sets it)" \
+            if source == DEFAULT_SOURCE else f"({source})"
     yield Finding(
         codes.ROTATION_DISABLED, Severity.WARNING,
-        f"rotateCertificates is false in {cfg.path}: the kubelet will not renew its client "
-        f"certificate{expires}; set rotateCertificates: true and restart the kubelet",
+        f"rotateCertificates is false {where}: the kubelet will not renew its client "
+        f"certificate{expires}; set rotateCertificates: true in the kubelet config (or "
+        "--rotate-certificates) and restart the kubelet",
         cfg.path)
 
 

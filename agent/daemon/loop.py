@@ -29,6 +29,7 @@ from agent import __version__
 from agent.checks import judge, next_change
 from agent.clock import Clock, Monotonic, monotonic, utcnow
 from agent.config import Settings, settings_from_args
+from agent.daemon.kubelet import KubeletTracker, effective
 from agent.daemon.logging import configure, emit
 from agent.daemon.services import Services, format_traceback
 from agent.daemon.settle import Settler, changed_paths
@@ -49,6 +50,7 @@ from agent.model import (
     ApiState,
     Evaluation,
     Finding,
+    KubeletSettings,
     ProbeResult,
     Role,
     Snapshot,
@@ -108,7 +110,11 @@ class Daemon:
                  monotonic_clock: Monotonic = monotonic, flags_file: Path | None = None,
                  notifier: Notifier | None = None, services: Services | None = None,
                  wait: Callable[[float], bool] | None = None) -> None:
-        self.settings = settings
+        self.settings = settings  # as configured, then with the discovered kubelet's values
+        self._configured = settings
+        self._serving = False
+        self._reapply = True  # fill the discovered values into the settings at next refresh
+        self.kubelet = KubeletTracker(settings)
         self.holder = StateHolder()
         self.waker = Waker()
         self.clock, self._monotonic = clock, monotonic_clock
@@ -186,13 +192,14 @@ class Daemon:
 
     def _evaluate(self, now: datetime, changed: Iterable[str], fs_events: int,
                   started: float) -> AgentState:
+        kubelet = self._discover(changed)
         with self._api_lock:
             api, self._api_changed = self._api_state, False
         probe = self._probe(now)
         if self._snapshot is None and self.settings.sources.watch_paths:
             self._publish_partial(now, api, probe)
-        snapshot = merge_stale(self._snapshot,
-                               build_snapshot(self.settings.sources, now, api, probe), now)
+        snapshot = merge_stale(self._snapshot, build_snapshot(
+            self.settings.sources, now, api, probe, kubelet), now)
         moved = set(changed) | changed_paths(self._snapshot, snapshot)
         if self._snapshot is not None and (
                 snapshot.cert_dir_identity != self._snapshot.cert_dir_identity):
@@ -216,6 +223,21 @@ class Daemon:
         if Role.CLIENT in roles:
             self.services.credentials_changed()
         return state
+
+    def _discover(self, changed: Iterable[str] = ()) -> KubeletSettings:
+        """The kubelet to judge; its node name and kubeconfig feed the API monitor."""
+        before = self.kubelet.current
+        kubelet, events = self.kubelet.refresh(changed)
+        emit(events)
+        if kubelet == before and not self._reapply:  # nothing new: the settings stand
+            return kubelet
+        self._reapply = False
+        new = effective(self.settings, kubelet)  # on top of whatever was set since
+        if new != self.settings:
+            old, self.settings = self.settings, new
+            if self._serving:  # before serve() the services start with the new settings
+                self.services.apply(old, new)
+        return kubelet
 
     def _probe(self, now: datetime) -> ProbeResult | None:
         """The serving-port probe, at every evaluation (the loop evaluates at least every
@@ -247,7 +269,8 @@ class Daemon:
         Nothing is settled, diffed or logged: the complete evaluation right after does that.
         """
         sources = replace(self.settings.sources, watch_paths=())
-        snapshot = replace(build_snapshot(sources, now, api, probe), complete=False)
+        snapshot = replace(build_snapshot(sources, now, api, probe, self.kubelet.current),
+                           complete=False)
         self._publish(AgentState(evaluation=judge(snapshot, now, self.settings.policy),
                                  stats=self.stats))
 
@@ -364,7 +387,7 @@ class Daemon:
         The next evaluation re-reads the kubelet config and the anchors in any case.
         Returns False (and logs why) when the flags file is unreadable or invalid.
         """
-        new = self.settings
+        new = self._configured
         if self._flags_file is not None:
             try:
                 new = settings_from_flags_file(self._flags_file)
@@ -374,6 +397,9 @@ class Daemon:
             http = self.services.prepare(self.settings, new)
         except (OSError, ValueError) as exc:  # the new --listen cannot be bound: keep the old
             return self._reload_failed(exc)
+        self._configured = new
+        self.kubelet.reconfigure(new)
+        self._reapply = True
         old, self.settings = self.settings, new
         self._settler.settle = timedelta(seconds=new.daemon.settle)
         if new.daemon.log_format != old.daemon.log_format:
@@ -394,7 +420,9 @@ class Daemon:
 
     def serve(self) -> int:
         """Run until :meth:`request_stop`; returns the exit code (0)."""
+        self._discover()  # the node name and kubeconfig the API monitor starts with
         self.services.start()
+        self._serving = True
         emit([event("agent_started", version=__version__, pid=os.getpid(),
                     node=self.settings.sources.node_name,
                     cert_dir=str(self.settings.sources.cert_dir), **self.services.describe())])
@@ -410,12 +438,15 @@ class Daemon:
 
     def _loop(self) -> None:
         due, changed, count = True, frozenset[str](), 0
-        last_eval = self._monotonic()
+        last_eval = last_process_check = self._monotonic()
         status_line = ""
         while not self._stop_requested:
             if self._reload_requested:
                 self._reload_requested = False
                 due = self.reload() or due
+            if self._monotonic() - last_process_check >= self.kubelet.check_interval():
+                last_process_check = self._monotonic()
+                due = self.kubelet.process_changed() or due  # a new pid: discover again
             now = self.clock()
             deadline = self.next_deadline()
             rescan = False
@@ -437,7 +468,7 @@ class Daemon:
             due = self.waker.take_mounts_changed() or due
 
     def _timeout(self, now: datetime) -> float:
-        timeouts = [MAX_IDLE_SECONDS]
+        timeouts = [MAX_IDLE_SECONDS, self.kubelet.check_interval()]
         deadline = self.next_deadline()
         if self.failures:
             timeouts.append(FAILED_RETRY_SECONDS)  # retry, but never in a tight loop

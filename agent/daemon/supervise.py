@@ -21,7 +21,7 @@ from typing import NoReturn, Protocol
 from agent.clock import Clock
 from agent.config import (
     ApiSettings,
-    KubeletSettings,
+    KubeletAccess,
     Settings,
     add_api_arguments,
     add_daemon_arguments,
@@ -121,12 +121,12 @@ class Monitor(Protocol):
 
 
 MonitorFactory = Callable[[ApiSettings, str, Clock, Callable[[ApiState], None],
-                           KubeletSettings], Monitor]
+                           KubeletAccess], Monitor]
 
 
 def default_monitor_factory(api: ApiSettings, node: str, clock: Clock,
                             on_update: Callable[[ApiState], None],
-                            kubelet: KubeletSettings) -> Monitor:
+                            kubelet: KubeletAccess) -> Monitor:
     from agent.sources.apiserver import CsrMonitor
     from agent.sources.lifeline import Lifeline
 

@@ -28,6 +28,7 @@ from agent.model import (
     RoleHistory,
     Severity,
 )
+from agent.sinks.kubelet import status_fields
 
 SCHEMA_VERSION = 1
 
@@ -60,6 +61,7 @@ def evaluation_to_dict(ev: Evaluation) -> dict[str, Any]:
         "api": _api(snap.api, ev.csr_trail(SERVING_SIGNER), ev.csr_trail(CLIENT_SIGNER)),
         "probe": _probe(snap.probe),
         "kubeconfig": _kubeconfig(snap.kubeconfig),
+        **status_fields(snap.kubelet),
     }
 
 

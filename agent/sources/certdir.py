@@ -37,6 +37,7 @@ from agent.model import (
     RoleHistory,
 )
 from agent.sources.certfile import load_cert_file
+from agent.sources.discovery.hostfs import resolve, to_host
 from agent.sources.files import problem_for, read_file
 from agent.sources.parse import parse_bundle
 
@@ -66,7 +67,7 @@ class LinkLookup:
     error: ReadError | None = None  # e.g. permission denied on the directory
 
 
-def inspect_link(path: str) -> LinkLookup:
+def inspect_link(path: str, host_root: str = "/") -> LinkLookup:
     """Classify a ``-current.pem`` entry without opening anything. Never raises."""
     try:
         lst = os.lstat(path)
@@ -79,35 +80,46 @@ def inspect_link(path: str) -> LinkLookup:
                           lst)
     if not stat.S_ISLNK(lst.st_mode):
         return LinkLookup(LinkState(path, False, problem=LinkProblem.NOT_REGULAR))
-    return _follow(path)
+    return _follow(path, host_root)
 
 
-def _follow(path: str) -> LinkLookup:
+def _follow(path: str, host_root: str = "/") -> LinkLookup:
     """Where a symlink leads: DANGLING, LOOP, NOT_REGULAR or a regular file."""
     try:
         target = os.readlink(path)
     except OSError as exc:  # replaced between lstat and readlink
         return LinkLookup(LinkState(path, True), error=problem_for(exc, path))
     try:
-        st = os.stat(path)
+        # the kubelet writes absolute host paths: under --host-root they resolve there
+        final = path if host_root in ("", "/") else resolve(host_root, to_host(host_root, path))
+        st = os.stat(final)
     except OSError as exc:
         problem = _LINK_ERRNO.get(exc.errno or 0)
         if problem is None:  # e.g. EACCES on a directory along the way
             return LinkLookup(LinkState(path, True, target), error=problem_for(exc, path))
         return LinkLookup(LinkState(path, True, target, problem=problem))
-    resolved = os.path.realpath(path)
+    resolved = os.path.realpath(final)
     problem = None if stat.S_ISREG(st.st_mode) else LinkProblem.NOT_REGULAR
     return LinkLookup(LinkState(path, True, target, resolved, problem), st)
 
 
 def load_current(root: str, role: Role, anchors: Sequence[x509.Certificate],
-                 max_bytes: int) -> CertFile:
+                 max_bytes: int, host_root: str = "/") -> CertFile:
     """The ``kubelet-<role>-current.pem`` entry as a CertFile. Never raises."""
     path = os.path.join(root, current_name(role))
-    lookup = inspect_link(path)
+    lookup = inspect_link(path, host_root)
     link = lookup.link
     if lookup.error is not None:
         return CertFile(role=role, path=path, link=link, read_error=lookup.error)
+    if link.problem is LinkProblem.MISSING:
+        # An interrupted swap: the kubelet's store renames -updated.pem to -current.pem at
+        # its next start (client-go certificate_store recover()), so the generation
+        # -updated.pem links to is the live certificate. The CertFile keeps the
+        # -current.pem path and carries the -updated.pem link.
+        updated = inspect_link(os.path.join(root, updated_name(role)), host_root)
+        if updated.error is None and updated.link.is_symlink and updated.link.problem is None:
+            return load_cert_file(role, path, anchors, max_bytes, read_path=updated.link.resolved,
+                                  link=updated.link, pre_stat=updated.target_stat)
     if link.problem in _UNREADABLE_LINK:
         return CertFile(role=role, path=path, target=link.resolved, link=link)
     return load_cert_file(role, path, anchors, max_bytes, read_path=link.resolved, link=link,
@@ -221,9 +233,10 @@ def _previous(root: str, role: Role, gens: _Generations, current: CertFile,
                        previous_path=prev_path, previous=prev_leaf)
 
 
-def scan_cert_dir(root: str, anchors: Sequence[x509.Certificate], max_bytes: int) -> CertDirScan:
+def scan_cert_dir(root: str, anchors: Sequence[x509.Certificate], max_bytes: int,
+                  host_root: str = "/") -> CertDirScan:
     """Scan ``root`` (absolute) as described in the module docstring. Never raises."""
-    certs = [load_current(root, role, anchors, max_bytes) for role in ROTATING_ROLES]
+    certs = [load_current(root, role, anchors, max_bytes, host_root) for role in ROTATING_ROLES]
     gens, updated, dir_error = scan_entries(root)
     history = tuple(_previous(root, c.role, gens[c.role], c, max_bytes) for c in certs)
     crt = os.path.join(root, "kubelet.crt")

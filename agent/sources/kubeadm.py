@@ -23,8 +23,10 @@ from agent.sources.kubeconfigcert import load_kubeconfig
 
 
 def is_control_plane(directory: str) -> bool:
-    """``DIR/pki/ca.crt`` exists: kubeadm set this node up as a control plane."""
-    return os.path.lexists(os.path.join(directory, kubeadm.CA_FILE))
+    """kubeadm set this node up as a control plane: ``DIR/pki/ca.crt`` and the API
+    server's certificate or static pod manifest exist (a worker has only the CA)."""
+    return os.path.lexists(os.path.join(directory, kubeadm.CA_FILE)) and any(
+        os.path.lexists(os.path.join(directory, m)) for m in kubeadm.CONTROL_PLANE_MARKERS)
 
 
 def _key_absent(path: str) -> bool:

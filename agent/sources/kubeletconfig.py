@@ -1,29 +1,26 @@
-"""Read the kubelet config file (``--config``): the few fields the checks need.
+"""Read one kubelet config file (``--config``) alone: what it says, field by field.
 
-A KubeletConfiguration is YAML or JSON (YAML reads both). The file is optional: a
-missing file is ``present=False`` without an error. Anything else that stops us
-using it (unreadable, not YAML, not a mapping, a field of the wrong type) is a
-ReadError; the fields that could be read are still reported. Relative paths are
-resolved against the config file's directory, as the kubelet does.
+Discovery (:mod:`agent.sources.discovery.kubeletconf`) reads the config with its
+drop-ins and applies flags and defaults; this is the same reading for a single file,
+without defaults (an absent field is None). A missing file is ``present=False``
+without an error; anything the kubelet would refuse (unreadable, not YAML/JSON, not a
+KubeletConfiguration, a field of the wrong type) is a ReadError, and the fields that
+could be read are still reported. Relative paths are resolved against the config file's
+directory, as the kubelet does.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from agent.config import MAX_FILE_BYTES
 from agent.model import KubeletConfigInfo, ReadError, ReadProblem
+from agent.sources.discovery.kubeletconf import MergedConfig, merge
 from agent.sources.files import read_file
 
-# libyaml's loader when PyYAML was built with it: same safe semantics, much faster.
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_BOOLS = {"serverTLSBootstrap": "server_tls_bootstrap",
-          "rotateCertificates": "rotate_certificates"}
-_PATHS = {"tlsCertFile": "tls_cert_file", "tlsPrivateKeyFile": "tls_private_key_file"}
+_PATHS = {"tlsCertFile": "tls_cert_file", "tlsPrivateKeyFile": "tls_private_key_file",
+          "authentication.x509.clientCAFile": "client_ca_file"}
 
 
 def read_kubelet_config(path: Path | None, max_bytes: int = MAX_FILE_BYTES) -> KubeletConfigInfo:
@@ -36,54 +33,28 @@ def read_kubelet_config(path: Path | None, max_bytes: int = MAX_FILE_BYTES) -> K
         if read.error.problem is ReadProblem.NOT_FOUND:
             return KubeletConfigInfo(path=where)
         return KubeletConfigInfo(path=where, present=True, error=read.error)
-    assert read.data is not None  # noqa: S101 - read_file returns data when error is None
-    return interpret(read.data, where)
+    return interpret(read.data or b"", where)
 
 
 def interpret(data: bytes, where: str) -> KubeletConfigInfo:
     """Turn the config file's bytes into KubeletConfigInfo (pure)."""
-    if not data.strip():
-        return _bad(where, ReadProblem.EMPTY, f"kubelet config {where} is empty")
-    try:
-        doc: Any = yaml.load(data, Loader=_LOADER)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return _bad(where, ReadProblem.GARBAGE, f"kubelet config {where} is not YAML/JSON{at}")
-    except Exception as exc:  # e.g. undecodable bytes: never raise
-        return _bad(where, ReadProblem.GARBAGE,
-                    f"kubelet config {where} could not be parsed ({type(exc).__name__})")
-    if not isinstance(doc, dict):
-        return _bad(where, ReadProblem.GARBAGE,
-                    f"kubelet config {where} is not a mapping but {type(doc).__name__}")
-    return _fields(doc, where)
+    documents: list[tuple[str, bytes | ReadError]] = [(where, data)]
+    return info(merge(documents, where), where)
 
 
-def _bad(where: str, problem: ReadProblem, detail: str) -> KubeletConfigInfo:
-    return KubeletConfigInfo(path=where, present=True, error=ReadError(problem, detail))
+def info(merged: MergedConfig, where: str) -> KubeletConfigInfo:
+    """The fields of a merged config as the checks read them (no defaults applied)."""
+    def value(key: str) -> object:
+        found = merged.fields.get(key)
+        return None if found is None else found[0]
 
-
-def _fields(doc: dict[Any, Any], where: str) -> KubeletConfigInfo:
-    base = os.path.dirname(where)
-    values: dict[str, Any] = {}
-    wrong: list[str] = []
-    for key, attr in _BOOLS.items():
-        value = doc.get(key)
-        if isinstance(value, bool):
-            values[attr] = value
-        elif value is not None:
-            wrong.append(f"{key} is not a boolean")
-    auth = doc.get("authentication")
-    x509_section = auth.get("x509") if isinstance(auth, dict) else None
-    ca = x509_section.get("clientCAFile") if isinstance(x509_section, dict) else None
-    for key, attr, value in [(k, a, doc.get(k)) for k, a in _PATHS.items()] + [
-            ("authentication.x509.clientCAFile", "client_ca_file", ca)]:
-        if isinstance(value, str):
-            if value:  # "" is the kubelet's "not set"
-                values[attr] = os.path.normpath(os.path.join(base, value))
-        elif value is not None:
-            wrong.append(f"{key} is not a string")
-    error = None
-    if wrong:
-        error = ReadError(ReadProblem.GARBAGE, f"kubelet config {where}: " + "; ".join(wrong))
-    return KubeletConfigInfo(path=where, present=True, error=error, **values)
+    paths: dict[str, str] = {}
+    for key, attr in _PATHS.items():
+        found = merged.fields.get(key)
+        if found is not None and isinstance(found[0], str) and found[0]:  # "": not set
+            paths[attr] = os.path.normpath(os.path.join(os.path.dirname(found[1]), found[0]))
+    stb, rotate = value("serverTLSBootstrap"), value("rotateCertificates")
+    return KubeletConfigInfo(
+        path=where, present=True, error=merged.error,
+        server_tls_bootstrap=stb if isinstance(stb, bool) else None,
+        rotate_certificates=rotate if isinstance(rotate, bool) else None, **paths)

@@ -21,7 +21,7 @@ from typing import Any
 
 from cryptography import x509
 
-from agent.config import DEFAULT_KUBECONFIGS, KubeletSettings
+from agent.config import DEFAULT_KUBECONFIGS, KubeletAccess
 from agent.kubelet import current_name
 from agent.model import (
     CertFile,
@@ -33,15 +33,16 @@ from agent.model import (
     Role,
 )
 from agent.sources.certfile import load_anchors, load_cert_file
+from agent.sources.discovery import hostfs
 from agent.sources.files import read_file
 from agent.sources.kubeconfig import KubeconfigError, b64_field, current_entries, load_yaml
-from agent.sources.kubeconfig import resolve as resolve_path
+from agent.sources.kubeconfig import resolve as _resolve_local
 from agent.sources.parse import parse_bundle, parse_key
 
 MAX_LINKS = 40  # as the kernel's ELOOP limit
 
 
-def kubelet_kubeconfig(kubelet: KubeletSettings,
+def kubelet_kubeconfig(kubelet: KubeletAccess,
                        candidates: tuple[str, ...] = DEFAULT_KUBECONFIGS) -> Path | None:
     """The configured one (even if missing), else the first existing default."""
     if kubelet.kubeconfig is not None:
@@ -91,6 +92,20 @@ def _from_bytes(role: Role, label: str, data: bytes, anchors: tuple[x509.Certifi
     return CertFile(role=role, path=label, size=len(data), chain=parsed.certificates,
                     leaf=parsed.leaf, key_match=match, trusted=parsed.chain_verified_to_anchor,
                     self_signed=parsed.self_signed), parsed.x509_certificates
+
+
+_HOST_ROOT = ["/"]  # the host root of the read in progress (set by read_kubelet_kubeconfig)
+
+
+def resolve_path(base: Path, value: str) -> Path:
+    """A path named in the kubeconfig: a host path, read under the host root."""
+    local = str(_resolve_local(base, value))
+    root = _HOST_ROOT[0]
+    if root in ("", "/"):
+        return Path(local)
+    host = hostfs.to_host(root, local)  # the last component is not followed: it may be
+    return Path(os.path.join(hostfs.resolve(root, os.path.dirname(host)),  # -current.pem
+                             os.path.basename(host)))
 
 
 def _ca(cluster: dict[str, Any], path: Path, limit: int
@@ -150,7 +165,7 @@ def _client(user: dict[str, Any], path: Path, current: str, *,
     return _Client(replace(info, cert_source=KubeconfigCertSource.FILE), cf, trusted)
 
 
-def read_kubelet_kubeconfig(kubelet: KubeletSettings, cert_dir: str,
+def read_kubelet_kubeconfig(kubelet: KubeletAccess, cert_dir: str,
                             anchors: tuple[x509.Certificate, ...], limit: int
                             ) -> tuple[KubeconfigInfo | None, tuple[CertFile, ...]]:
     """(what the kubeconfig says, the certificates it adds to judge). Never raises.
@@ -161,6 +176,7 @@ def read_kubelet_kubeconfig(kubelet: KubeletSettings, cert_dir: str,
     path = kubelet_kubeconfig(kubelet)
     if path is None:
         return None, ()
+    _HOST_ROOT[0] = kubelet.host_root
     current = os.path.join(cert_dir, current_name(Role.CLIENT))
     try:
         doc = load_yaml(path)
