@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.sim import engine, oracle, report, run, scenarios, series  # noqa: E402
+from bench.sim import engine, fleet, oracle, report, run, scenarios, series  # noqa: E402
 from bench.sim.world import EPOCH, Scenario  # noqa: E402
 
 RULES = REPO / "packaging" / "prometheus" / "kubelet-cert-agent-rules.yaml"
@@ -39,6 +39,12 @@ def _play(args: tuple[Scenario, frozenset[str]]) -> tuple[Scenario, oracle.Truth
     return played, oracle.judge_truth(played, runs), store, evaluations
 
 
+def played_as(s: Scenario, played: list[tuple[Scenario, oracle.Truth,
+                                                series.SeriesStore, int]]) -> Scenario:
+    """The scenario as played (fault windows made absolute); a fleet as chosen."""
+    return s if s.fleet else next(p for p, *_ in played if p.name == s.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reduced", action="store_true",
@@ -51,15 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     rules = engine.load_rules(args.rules)
     keep = engine.metric_names(rules)
     started = time.monotonic()
+    jobs = [(part, keep) for s in chosen for part in fleet.expand(s)]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        played = list(pool.map(_play, [(s, keep) for s in chosen]))
+        played = list(pool.map(_play, jobs))
     simulated = time.monotonic() - started
     store = series.SeriesStore()
     for _, _, part, _ in played:
         store.merge(part)
     end = EPOCH + max(s.span for s, *_ in played)
     firings = engine.evaluate(rules, store.openmetrics(), EPOCH, end, store.names())
-    scores = [oracle.score(s, truth, firings) for s, truth, _, _ in played]
+    scores = []
+    for s in chosen:  # a fleet's groups are scored together, as the fleet
+        truths = [truth for p, truth, _, _ in played if p.name == s.name]
+        sc = oracle.score(played_as(s, played), fleet.merge(truths), firings)
+        sc.extra_pages = fleet.extra_pages(sc)
+        scores.append(sc)
     total = time.monotonic() - started
     print(report.table(scores))
     why = report.details(scores)

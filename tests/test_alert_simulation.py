@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.sim import fleet
+from bench.sim.engine import Firing
+from bench.sim.oracle import Incident
+from bench.sim.world import DAY, at
 from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,3 +29,36 @@ def test_reduced_simulation_has_no_miss_and_no_false_alarm() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout
     assert "serving-never-approved" in result.stdout  # the table really ran the scenarios
+
+
+def _firing(alert: str, start: float, end: float, path: str,
+            severity: str = "critical") -> Firing:
+    labels = (("alertname", alert), ("instance", "n1"), ("path", path),
+              ("severity", severity))
+    return Firing(alert, severity, labels, start, end)
+
+
+def test_two_pages_at_once_for_one_cause_are_one_too_many() -> None:
+    """fleet.pages: a dedicated and a generic alert paging together count twice; a page
+    handing over to the next counts once; another certificate's page is another cause."""
+    expiry = at(30 * DAY)
+    inc = Incident("n1", "client expired", expiry, 365 * DAY,
+                   path_hint="kubelet-client-current.pem")
+    client = "/pki/kubelet-client-current.pem"
+    handover = [_firing("KubeletClientCertificateExpiringCritical", expiry - 7 * DAY, expiry,
+                        client),
+                _firing("KubeletCertificateExpired", expiry + 60, expiry + DAY, client),
+                _firing("KubeletCertificateExpiringCritical", expiry - DAY, expiry + DAY,
+                        "/pki/kubelet-server-current.pem")]
+    assert len(fleet.pages(inc, handover)) == 1
+    doubled = [*handover, _firing("KubeletCertAgentFindingCritical", expiry - 2 * DAY,
+                                  expiry, client)]
+    assert len(fleet.pages(inc, doubled)) == 2
+
+
+def test_one_alert_as_several_series_for_one_cause_is_a_duplicate() -> None:
+    one = _firing("KubeletCertAgentFindingWarning", at(0), at(DAY), "/x.pem", "warning")
+    per_serial = Firing(one.alert, one.severity, (*one.labels, ("serial", "1f")),
+                        one.start, one.end)
+    assert fleet.duplicates([one]) == []
+    assert len(fleet.duplicates([one, per_serial])) == 1

@@ -26,6 +26,7 @@ from bench.sim.world import EPOCH, MINUTE, Scenario, inside, to_datetime
 
 WAIT = 15 * MINUTE  # certificateWaitTimeout
 RESTART_AFTER = 2 * 3600.0  # a kubelet killed mid-swap is back (restarted) after this
+SWAP_STEP = 0.005  # between swap steps 3 and 4 when the agent restarts in between
 BACKOFF = (2.0, 4.0, 8.0, 16.0, 32.0)  # then wait.PollInfinite(32 s)
 
 
@@ -67,6 +68,8 @@ class Kubelet:
     changed: bool = True  # files changed since the agent last looked
     crashed_until: float = -math.inf  # killed mid-swap: systemd restarts it then
     crashes: list[tuple[float, float]] = field(default_factory=list)  # (killed, restarted)
+    swap_resumes: float = math.inf  # step 4 of a swap the agent restarted in the middle of
+    agent_restarts: float | None = None  # the agent restarts at this instant
 
     @property
     def cert_dir(self) -> Path:
@@ -76,7 +79,13 @@ class Kubelet:
         """The node as it is at t=0: CA file, kubelet config, current certificates."""
         s = self.scenario
         self.cert_dir.mkdir(parents=True, exist_ok=True)
-        (self.root / "ca.crt").write_bytes(self.cluster.ca.cert_pem())
+        bundle = self.cluster.ca.cert_pem()
+        if s.retired_ca_expires is not None:  # CA rotation: the retired CA stays listed
+            old = pkigen.issue("kubernetes-retired", usage="ca",
+                               not_before=to_datetime(EPOCH - 9 * 365 * 86400.0),
+                               not_after=to_datetime(EPOCH + s.retired_ca_expires))
+            bundle = old.cert_pem() + bundle
+        (self.root / "ca.crt").write_bytes(bundle)
         (self.root / "config.yaml").write_text(
             "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
             f"rotateCertificates: {str(s.rotate_certificates).lower()}\n"
@@ -132,8 +141,8 @@ class Kubelet:
     def next_event(self) -> float:
         if not self.up:
             return math.inf
-        return min((self._due(m) for r, m in self.managers.items() if self.rotates(r)),
-                   default=math.inf)
+        return min(self.swap_resumes, *(self._due(m) for r, m in self.managers.items()
+                                        if self.rotates(r)))
 
     @staticmethod
     def _due(m: Manager) -> float:
@@ -159,6 +168,11 @@ class Kubelet:
 
     def step(self, t: float) -> None:
         """Play every rotation attempt due at or before ``t``."""
+        if self.swap_resumes <= t and self.interrupted is not None:  # step 4, ms later
+            role = self.interrupted
+            os.rename(self.cert_dir / f"kubelet-{role}-updated.pem",
+                      self.cert_dir / f"kubelet-{role}-current.pem")
+            self.interrupted, self.swap_resumes, self.changed = None, math.inf, True
         for role, m in self.managers.items():
             while self.up and self.rotates(role) and self._due(m) <= t:
                 if m.pending is not None:
@@ -183,7 +197,14 @@ class Kubelet:
         path = pkigen.write_generation(self.cert_dir, m.role, m.cert,
                                        to_datetime(csr.issued))
         kill = self.scenario.kill_kubelet_mid_swap
-        if kill is not None and csr.issued >= EPOCH + kill and self.interrupted is None \
+        restart = self.scenario.agent_restart_mid_swap
+        if restart is not None and csr.issued >= EPOCH + restart and m.role == "client" \
+                and self.interrupted is None and m.rotations == 0:
+            pkigen.kubelet_swap(self.cert_dir, m.role, path, stop_after=3)
+            self.interrupted = m.role
+            self.swap_resumes = csr.issued + SWAP_STEP
+            self.agent_restarts = csr.issued
+        elif kill is not None and csr.issued >= EPOCH + kill and self.interrupted is None \
                 and m.rotations == 0:
             pkigen.kubelet_swap(self.cert_dir, m.role, path, stop_after=3)
             self.interrupted = m.role

@@ -47,6 +47,7 @@ class Incident:
     needs: str = "critical"  # "critical" or "any"
     first_warning: float | None = None
     first_critical: float | None = None
+    path_hint: str = ""  # part of the alert's path label naming this certificate ("": any)
 
     def window(self) -> Span:
         if self.life is None:
@@ -80,11 +81,11 @@ def _windows(ws: tuple[Window, ...], after: float = 0.0) -> list[Span]:
 
 
 def _expiry(truth: Truth, node: str, what: str, na: float, life: float, *, end: float,
-            fixed: float = math.inf) -> None:
+            fixed: float = math.inf, hint: str = "") -> None:
     """A certificate that expires at ``na`` (and stays broken until ``fixed``)."""
     if na > end:
         return
-    truth.incidents.append(Incident(node, what, na, life))
+    truth.incidents.append(Incident(node, what, na, life, path_hint=hint))
     truth.allow(node, "warning", (na - warn_goal(life) - HOUR, fixed))
     truth.allow(node, "critical", (na - crit_goal(life) - 0.02 * life - HOUR, fixed))
 
@@ -100,7 +101,8 @@ def _kubelet(truth: Truth, s: Scenario, run: NodeRun, end: float) -> None:
             if replaced > na:
                 what = "client expired: node NotReady" if role == "client" else \
                     "serving expired: kubectl logs broken"
-                _expiry(truth, node, what, na, na - nb, end=end, fixed=replaced)
+                _expiry(truth, node, what, na, na - nb, end=end, fixed=replaced,
+                        hint=f"kubelet-{role}-current.pem")
         if role == "server" and s.server_age is None:  # fresh install: nothing served
             fixed = history[0][0] if history else math.inf
             if fixed > EPOCH + PAGE_WITHIN:
@@ -121,14 +123,20 @@ def judge_truth(s: Scenario, runs: list[NodeRun]) -> Truth:
             truth.allow(node, "warning", span)
         for a, _b in s.agent_down:
             truth.incidents.append(Incident(node, "agent dark", EPOCH + a, None, "any"))
+        for a, b in s.textfile_full:  # the agent's data frozen: it must say so
+            truth.allow(node, "warning", (EPOCH + a, EPOCH + b + HOUR))
+            truth.incidents.append(Incident(node, "textfile not written", EPOCH + a, None,
+                                            "any"))
         skewed = abs(s.clock_skew) > 5 * MINUTE  # beyond the signer's backdating: fix NTP
         if not s.rotate_certificates or s.self_signed_created is not None or skewed:
             truth.allow(node, "warning", (EPOCH, math.inf))  # a standing misconfiguration
         if s.self_signed_created is not None:
             na = EPOCH + s.self_signed_created - HOUR + SELF_SIGNED_LIFE
-            _expiry(truth, node, "self-signed kubelet.crt expired", na, SELF_SIGNED_LIFE, end=end)
-        for nb, na in s.watched:
-            _expiry(truth, node, "watched cert expired", EPOCH + na, na - nb, end=end)
+            _expiry(truth, node, "self-signed kubelet.crt expired", na, SELF_SIGNED_LIFE,
+                    end=end, hint="kubelet.crt")
+        for i, (nb, na) in enumerate(s.watched):
+            _expiry(truth, node, "watched cert expired", EPOCH + na, na - nb, end=end,
+                    hint=f"apiserver-{i}.crt")
         for killed, restarted in run.kubelet.crashes:  # mid-swap, down until restarted
             truth.allow(node, "warning", (killed, restarted + HOUR))
     return truth
@@ -150,6 +158,7 @@ class Score:
     truth: Truth
     firings: list[Firing]
     false_alarms: list[Firing] = field(default_factory=list)
+    extra_pages: list[str] = field(default_factory=list)  # beyond one per node and cause
 
     @property
     def missed(self) -> list[Incident]:

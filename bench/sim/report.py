@@ -6,7 +6,7 @@ from bench.sim.engine import Firing
 from bench.sim.oracle import TOLERANCE, Incident, Score, crit_goal, warn_goal
 from bench.sim.world import DAY, EPOCH, HOUR, MINUTE
 
-HEADER = ("scenario", "incidents", "missed", "false", "warn lead / goal",
+HEADER = ("scenario", "nodes", "incidents", "missed", "false", "extra", "warn lead / goal",
           "crit lead / goal", "alerts fired", "result")
 
 
@@ -40,14 +40,19 @@ def _leads(inc: Incident) -> tuple[str, str, bool]:
 def row(sc: Score) -> tuple[str, ...]:
     incidents = sc.truth.incidents
     cells = [_leads(i) for i in incidents]
+    if sc.scenario.fleet:  # one cell per distinct figure: a fleet repeats them
+        cells = sorted(set(cells))
     warn = "; ".join(c[0] for c in cells) or "-"
     crit = "; ".join(c[1] for c in cells) or "-"
     goals = all(c[2] for c in cells)
     fired = sorted({f.alert for f in sc.firings})
-    ok = not sc.missed and not sc.false_alarms and goals
-    return (sc.scenario.name, str(len(incidents)), str(len(sc.missed)),
-            str(len(sc.false_alarms)), warn, crit, ", ".join(fired) or "none",
-            "PASS" if ok else "FAIL")
+    ok = not sc.missed and not sc.false_alarms and not sc.extra_pages and goals
+    s = sc.scenario
+    nodes = f"{sum(g.played for g in s.fleet)}/{sum(g.count for g in s.fleet)}" \
+        if s.fleet else str(s.nodes)
+    return (s.name, nodes, str(len(incidents)), str(len(sc.missed)),
+            str(len(sc.false_alarms)), str(len(sc.extra_pages)), warn, crit,
+            ", ".join(fired) or "none", "PASS" if ok else "FAIL")
 
 
 def passed(sc: Score) -> bool:
@@ -82,4 +87,6 @@ def details(scores: list[Score]) -> str:
             lines.append(f"  {sc.scenario.name}: MISSED {inc.what} at {_when(inc.at)}")
         for f in sc.false_alarms:
             lines.append(f"  {sc.scenario.name}: FALSE ALARM {_firing(f)}")
+        for extra in sc.extra_pages:
+            lines.append(f"  {sc.scenario.name}: EXTRA PAGE {extra}")
     return "\n".join(lines)

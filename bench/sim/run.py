@@ -42,7 +42,7 @@ class NodeRun:
 
 def _boundaries(s: Scenario) -> list[float]:
     edges: list[float] = []
-    for windows in (s.kubelet_down, s.agent_down, s.api_down, s.signer_down):
+    for windows in (s.kubelet_down, s.agent_down, s.api_down, s.signer_down, s.textfile_full):
         for a, b in windows:
             edges += [EPOCH + a, EPOCH + b]
     for one in (s.client_rbac_removed, s.kill_kubelet_mid_swap):
@@ -85,7 +85,7 @@ def _setup(s: Scenario, keep: frozenset[str], workdir: Path
     rng = random.Random(s.seed)
     runs = []
     for i in range(s.nodes):
-        name = f"node-{i:03d}"
+        name = f"{s.node_prefix}-{i:03d}"
         kubelet = Kubelet(s, cluster, workdir / name, name, random.Random(rng.random()))
         kubelet.install()
         runs.append(NodeRun(name, kubelet))
@@ -108,6 +108,7 @@ class _Node:
     agent: AgentSim
     store: SeriesStore
     agent_was_up: bool = False
+    unwritten: bool = False  # a textfile write failed: the next publication is complete
 
     def play(self, t: float, due: list[float]) -> None:
         """Everything due at ``t``; pushes the instants that then matter onto ``due``."""
@@ -115,8 +116,9 @@ class _Node:
         kubelet.set_up(not inside(t, s.kubelet_down) and t >= kubelet.crashed_until, t)
         kubelet.step(t)
         up = not inside(t, s.agent_down)
-        if up and not self.agent_was_up:
-            agent.start(t)
+        if up and (not self.agent_was_up or kubelet.agent_restarts == t):
+            agent.start(t)  # (re)started: a fresh process, no snapshot yet
+            kubelet.agent_restarts = None
         self.agent_was_up = up
         self._publish(t, up, due)
         if kubelet.crashed_until > t:
@@ -126,7 +128,14 @@ class _Node:
     def _publish(self, t: float, up: bool, due: list[float]) -> None:
         s, agent = self.s, self.agent
         job, source = JOBS[s.collection], f"{s.name}/{self.run.name}"
-        if up and not agent.needs_evaluation(t):
+        full = s.collection == "textfile" and inside(t, s.textfile_full)
+        if up and full:  # the agent evaluates, the write fails: node_exporter serves the old file
+            if agent.needs_evaluation(t):
+                agent.evaluate(t)
+                self.run.agent_evaluations += 1
+                _push(due, agent.next_change(t) or math.inf)
+            self.unwritten = True
+        elif up and not agent.needs_evaluation(t) and not self.unwritten:
             self.store.heartbeat(source, t, LAST_EVALUATION, agent.clock(t))
         elif up:
             samples = agent.evaluate(t)
@@ -134,6 +143,7 @@ class _Node:
             if s.collection == "scrape":
                 samples.update(_up(job, self.run.name, s.name, 1.0))
             self.store.publish(source, t, samples)
+            self.unwritten = False
             _push(due, agent.next_change(t) or math.inf)
         elif s.collection == "scrape":
             self.store.publish(source, t, _up(job, self.run.name, s.name, 0.0))

@@ -9,10 +9,30 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bench.sim.world import DAY, HOUR, MINUTE, Scenario
+from bench.sim.world import DAY, HOUR, MINUTE, Group, Scenario
 
 # A one-year client certificate 10 days old at t=0: window days 245-318, expiry day 355.
 LATE = 10 * DAY
+# One 334 days old: past its window at t=0, expires on day 31 (30 d of warning).
+OLD = 334 * DAY
+
+
+def _fleet() -> tuple[Group, ...]:
+    """100 nodes, 5 % with each fault at once, 75 healthy; one node of each group played
+    (the others are the same), two healthy ones. Every fault is installed so that it
+    shows within the fleet's 32 days; never-approved nodes repeat the same day (a CSR
+    every 15 minutes) and are played for 2."""
+    def group(name: str, count: int, played: int, **faults: object) -> Group:
+        return Group(name, count, played, Scenario(name, "", **faults))  # type: ignore[arg-type]
+    return (
+        group("healthy", 75, 2),
+        group("never-approved", 5, 1, server_age=None, serving_approval_delay=None,
+              span=2 * DAY),
+        group("approver-removed", 5, 1, client_age=OLD, client_rbac_removed=0.0),
+        group("rotation-off", 5, 1, client_age=OLD, rotate_certificates=False),
+        group("watch-expiring", 5, 1, watched=((-335 * DAY, 31 * DAY),)),
+        group("kubelet-down", 5, 1, client_age=300 * DAY, kubelet_down=((DAY, 15 * DAY),)),
+    )
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("healthy", "one-year certificates rotating on time; serving CSRs approved "
@@ -69,6 +89,22 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("short-lived-45d", "45-day certificates, the approver removed on day 200",
              signer_duration=45 * DAY, client_age=5 * DAY, server_age=6 * DAY,
              client_rbac_removed=200 * DAY, expect="warning >= 4.5 d, critical >= 2.25 d"),
+    Scenario("textfile-full-1d", "the textfile directory is full for a day (day 50): "
+             "the agent's writes fail, node_exporter serves the stale file",
+             collection="textfile", textfile_full=((50 * DAY, 51 * DAY),), span=60 * DAY,
+             expect="agent-stale warning within 30 min, no page"),
+    Scenario("ca-rotation", "ca.crt holds the retired CA (expires day 30) beside the "
+             "current one: CA_ROTATION_IN_PROGRESS (info)", retired_ca_expires=30 * DAY,
+             span=60 * DAY, expect="no alert"),
+    Scenario("agent-restart-mid-swap", "the agent restarts between the kubelet's swap "
+             "steps 3 and 4 of its client rotation (-current.pem missing, -updated.pem "
+             "there); the kubelet completes the swap 5 ms later",
+             agent_restart_mid_swap=0.0, client_age=325 * DAY, span=10 * DAY,
+             expect="no alert"),
+    Scenario("fleet-100", "100 nodes, 5 % with each fault at once (serving CSRs never "
+             "approved, approver removed, rotation off, --watch cert expiring, kubelet down "
+             "2 weeks), 75 healthy; a sample of each group played; 32 days",
+             span=32 * DAY, fleet=_fleet(), expect="one page per node and cause"),
 )
 
 # The CI run: the scenarios whose events fall early, each cut to a short span.
@@ -76,6 +112,8 @@ REDUCED: dict[str, float] = {
     "serving-never-approved": 1.5 * DAY, "short-lived-1h": DAY, "short-lived-1d": 24 * DAY,
     "self-signed": 60 * DAY, "watch-expiring": 75 * DAY, "interrupted-swap": 60 * DAY,
     "agent-dead-textfile": 100 * DAY, "agent-dead-scrape": 100 * DAY,
+    "fleet-100": 32 * DAY, "textfile-full-1d": 52 * DAY, "ca-rotation": 35 * DAY,
+    "agent-restart-mid-swap": 10 * DAY,
 }
 
 

@@ -59,8 +59,27 @@ class Scenario:
     kubelet_down_around: Window | None = None  # offsets from the client rotation deadline
     kill_kubelet_mid_swap: float | None = None  # first swap after this dies after step 3
     agent_down: tuple[Window, ...] = ()
+    # the agent restarts between the kubelet's swap steps 3 and 4 of the first client
+    # rotation after this offset; the kubelet completes the swap milliseconds later
+    agent_restart_mid_swap: float | None = None
+    textfile_full: tuple[Window, ...] = ()  # the textfile write fails (ENOSPC)
+    retired_ca_expires: float | None = None  # an old CA beside the current one in ca.crt
     clock_skew: float = 0.0  # the node's clock minus true time, seconds
     collection: str = "scrape"  # "scrape" (/metrics) or "textfile" (node_exporter)
     expect: str = ""  # what the table should show, for the reader
     nodes: int = 1
     tags: frozenset[str] = field(default_factory=frozenset)
+    node_prefix: str = "node"
+    # a fleet: groups of nodes, each its own variant (faults per node); see :class:`Group`
+    fleet: tuple[Group, ...] = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    """``count`` nodes of a fleet share the fault ``variant``; ``played`` of them are
+    simulated (the others behave the same: sampling keeps the runtime in budget)."""
+
+    name: str
+    count: int
+    played: int
+    variant: Scenario
