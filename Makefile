@@ -33,9 +33,10 @@ unit: $(VENV)/.installed
 	@echo "== unit: pytest -m 'not slow' =="
 	$(BIN)/pytest -q -m "not slow"
 
-# The soak (1,000 real kubelet swaps) and the 10,000-input property runs, on their own.
+# The soak (1,000 real kubelet swaps), the 10,000-input property runs and the reduced
+# alert simulation (real Prometheus), on their own.
 slow: $(VENV)/.installed
-	@echo "== slow: pytest -m slow (soak, properties) =="
+	@echo "== slow: pytest -m slow (soak, properties, alert simulation) =="
 	$(BIN)/pytest -q -m slow
 
 ## bench: run every benchmark and print its figures

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.sim import fleet
 from bench.sim.engine import Firing
 from bench.sim.oracle import Incident
@@ -20,6 +22,7 @@ from tests.conftest import require_tool
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # ~13 s: CI runs it in the slow step
 def test_reduced_simulation_has_no_miss_and_no_false_alarm() -> None:
     require_tool("promtool")
     require_tool("prometheus")
