@@ -47,10 +47,11 @@ def clear_caches() -> None:
     x509info.clear_cache()
 
 
-def timed(fn: Callable[[], object], before: Callable[[], None] = clear_caches) -> float:
-    """Median of REPEAT runs, ``before`` (cache clearing) not timed."""
+def timed(fn: Callable[[], object], before: Callable[[], None] = clear_caches,
+          repeat: int = REPEAT) -> float:
+    """Median of ``repeat`` runs, ``before`` (cache clearing) not timed."""
     runs = []
-    for _ in range(REPEAT):
+    for _ in range(repeat):
         before()
         start = time.perf_counter()
         fn()

@@ -40,7 +40,8 @@ from agent.config import SourceSettings
 from agent.model import Policy
 from agent.pkigen_kubeadm import build_control_plane
 from agent.snapshot import build_snapshot
-from agent.sources import certdir, certfile, x509info
+from bench.bench_inventory import clear_caches
+from bench.bench_inventory import timed as inventory_timed
 
 NOW = datetime.now(UTC)
 COMMAND = ".venv/bin/python bench/bench_kubeadm.py"
@@ -49,20 +50,10 @@ GOAL_RATIO = 1.0
 GOAL_ADDED_SECONDS = 0.1
 
 
-def clear_caches() -> None:
-    certdir.clear_cache()
-    certfile.clear_cache()
-    x509info.clear_cache()
-
-
 def timed(fn: Callable[[], object], before: Callable[[], None] = lambda: None) -> float:
-    runs = []
-    for _ in range(REPEAT):
-        before()
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
+    """bench_inventory's median timer with this bench's repeat count and no cache clearing
+    unless asked."""
+    return inventory_timed(fn, before, repeat=REPEAT)
 
 
 def interleaved(first: Callable[[], object], second: Callable[[], object],

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from agent import codes
 from agent.checks.common import csr_path, rotation_managed
-from agent.checks.csr import trail
+from agent.checks.csr import denied, trail
 from agent.kubelet import CLIENT_SIGNER, duration, iso
 from agent.model import CsrInfo, CsrState, CsrTrail, Finding, Policy, Role, Severity, Snapshot
 
@@ -68,11 +68,7 @@ def _settled(snapshot: Snapshot, newest: CsrInfo, now: datetime,
              policy: Policy) -> Iterator[Finding]:
     reason = newest.reason or "no reason given"
     if newest.state is CsrState.DENIED:
-        yield Finding(
-            codes.CLIENT_CSR_DENIED, Severity.WARNING,
-            f"the newest client-certificate renewal CSR {newest.name} was denied ({reason}): "
-            "the kubelet retries with a new CSR; fix the approver's policy and approve the "
-            "next one (`kubectl get csr`)", csr_path(newest))
+        yield denied(codes.CLIENT_CSR_DENIED, "client-certificate renewal CSR", newest)
         return
     since = newest.state_since or newest.created
     if newest.state is CsrState.FAILED or (

@@ -156,15 +156,22 @@ def _suspicious(csrs: tuple[CsrInfo, ...], node: str) -> Iterator[Finding]:
                 f"kubelet's (`kubectl certificate deny {csr.name}`)", csr_path(csr))
 
 
+def denied(code: str, kind: str, newest: CsrInfo) -> Finding:
+    """The CSR that counts was denied (serving or client renewal alike): the kubelet
+    makes a new one, so the fix is the approver's policy."""
+    reason = newest.reason or "no reason given"
+    return Finding(
+        code, Severity.WARNING,
+        f"the newest {kind} {newest.name} was denied ({reason}): the kubelet retries with "
+        "a new CSR; fix the approver's policy and approve the next one (`kubectl get csr`)",
+        csr_path(newest))
+
+
 def _newest_state(snapshot: Snapshot, newest: CsrInfo, now: datetime, policy: Policy
                   ) -> Iterator[Finding]:
     reason = newest.reason or "no reason given"
     if newest.state is CsrState.DENIED:
-        yield Finding(
-            codes.SERVING_CSR_DENIED, Severity.WARNING,
-            f"the newest serving CSR {newest.name} was denied ({reason}): the kubelet retries "
-            "with a new CSR; fix the approver's policy and approve the next one "
-            "(`kubectl get csr`)", csr_path(newest))
+        yield denied(codes.SERVING_CSR_DENIED, "serving CSR", newest)
     elif newest.state is CsrState.FAILED:
         yield Finding(
             codes.SERVING_CSR_FAILED, Severity.WARNING,
